@@ -1,0 +1,1 @@
+"""Pure execution logic: graph analysis, routing, status transitions, retry arithmetic. No ORM."""

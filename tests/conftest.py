@@ -1,0 +1,105 @@
+"""Shared fixtures: users and API clients, real Celery workers, local servers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.support.servers import LocalServer
+from tests.support.workers import ProcessGroup
+
+
+@pytest.fixture
+def user(db: Any) -> Any:
+    return get_user_model().objects.create_user("alice", "alice@example.com", "pw-alice-123")
+
+
+@pytest.fixture
+def other_user(db: Any) -> Any:
+    return get_user_model().objects.create_user("bob", "bob@example.com", "pw-bob-123")
+
+
+@pytest.fixture
+def staff_user(db: Any) -> Any:
+    return get_user_model().objects.create_user("root", "root@example.com", "pw-root-123", is_staff=True, is_superuser=True)
+
+
+def client_for(user: Any) -> APIClient:
+    token, _ = Token.objects.get_or_create(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api(user: Any) -> APIClient:
+    return client_for(user)
+
+
+@pytest.fixture
+def other_api(other_user: Any) -> APIClient:
+    return client_for(other_user)
+
+
+@pytest.fixture
+def staff_api(staff_user: Any) -> APIClient:
+    return client_for(staff_user)
+
+
+@pytest.fixture
+def anon_api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    srv = LocalServer()
+    yield srv
+    srv.close()
+
+
+def _purge_broker() -> None:
+    import redis
+    from django.conf import settings
+
+    r = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    r.flushdb()
+
+
+@pytest.fixture(scope="session")
+def _worker_group(django_db_setup: Any, django_db_blocker: Any) -> Iterator[ProcessGroup]:
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        db_name = connection.settings_dict["NAME"]
+    _purge_broker()
+    group = ProcessGroup(db_name)
+    group.start_worker("w-session", queues="io,cpu,sweep", pool="threads", concurrency=int(os.environ.get("ZYRA_TEST_WORKER_C", "8")))
+    yield group
+    group.stop_all()
+
+
+@pytest.fixture
+def worker(_worker_group: ProcessGroup, transactional_db: Any) -> ProcessGroup:
+    """A real Celery worker process (threads pool) on the test database.
+
+    Tests using it see committed data only (transactional_db).
+    """
+    return _worker_group
+
+
+@pytest.fixture
+def process_group(django_db_setup: Any, django_db_blocker: Any, transactional_db: Any) -> Iterator[ProcessGroup]:
+    """A fresh group for tests that start, kill and restart their own workers."""
+    from django.db import connection
+
+    db_name = connection.settings_dict["NAME"]
+    group = ProcessGroup(db_name)
+    yield group
+    group.stop_all()

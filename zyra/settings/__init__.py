@@ -1,0 +1,11 @@
+"""Settings split by concern; ``zyra.settings`` assembles them.
+
+``DJANGO_SETTINGS_MODULE=zyra.settings`` is the default; the test suite uses
+``zyra.settings.test``.
+"""
+
+from zyra.settings.base import *  # noqa: F401,F403
+from zyra.settings.celery import *  # noqa: F401,F403
+from zyra.settings.channels import *  # noqa: F401,F403
+from zyra.settings.security import *  # noqa: F401,F403
+from zyra.settings.zyra import *  # noqa: F401,F403

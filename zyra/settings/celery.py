@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from kombu import Queue
+
+from zyra.env import env_float, env_int, env_str
+
+# Empty broker URL = embedded: kombu's in-memory transport and an in-process worker.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or "memory://"
+ZYRA_EMBEDDED_BROKER = CELERY_BROKER_URL.startswith("memory://")
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "io"
+CELERY_TASK_QUEUES = [Queue("io"), Queue("cpu"), Queue("sweep")]
+CELERY_TASK_ROUTES = {
+    "executions.sweep": {"queue": "sweep"},
+}
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 10000)
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 512_000)  # KiB
+# The CPU queue's prefork pool enforces these; the engine records the timeout itself.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 330)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Visibility timeout above the largest node timeout (ZYRA_MAX_NODE_TIMEOUT_S):
+# long waits live in PostgreSQL (next_attempt_at) and the sweeper, never in ETAs.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 7200),
+}
+if ZYRA_EMBEDDED_BROKER:
+    # The memory transport polls once a second by default: 1 s per hop.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": env_float("ZYRA_EMBEDDED_POLL_S", 0.005)}
+
+CELERY_BEAT_SCHEDULE = {
+    "zyra-sweep": {"task": "executions.sweep", "schedule": env_float("ZYRA_SWEEP_INTERVAL_S", 2.0)},
+}

@@ -1,0 +1,34 @@
+"""Zyra's own knobs. Each one is read from the environment with a safe default."""
+
+from __future__ import annotations
+
+from zyra.env import env_features, env_int, env_str
+
+# Feature flags: ZYRA_FEATURES="parallel=on,circuit_breaker=off".
+ZYRA_FEATURES = env_features(
+    "ZYRA_FEATURES",
+    {
+        "parallel": True,
+        "circuit_breaker": True,
+        "rate_limit": True,
+        "live_events": True,
+        "webhook_signatures": True,
+    },
+)
+
+ZYRA_MAX_NODES = env_int("ZYRA_MAX_NODES", 5000)
+ZYRA_MAX_DEFINITION_BYTES = env_int("ZYRA_MAX_DEFINITION_BYTES", 2 * 1024 * 1024)
+ZYRA_MAX_INPUT_BYTES = env_int("ZYRA_MAX_INPUT_BYTES", 256 * 1024)
+ZYRA_MAX_OUTPUT_BYTES = env_int("ZYRA_MAX_OUTPUT_BYTES", 1024 * 1024)
+ZYRA_EVENT_OUTPUT_BYTES = env_int("ZYRA_EVENT_OUTPUT_BYTES", 4096)
+ZYRA_DEFAULT_MAX_PARALLEL = env_int("ZYRA_DEFAULT_MAX_PARALLEL", 16)
+ZYRA_DEFAULT_RUN_TIMEOUT_S = env_int("ZYRA_DEFAULT_RUN_TIMEOUT_S", 3600)
+ZYRA_MAX_NODE_TIMEOUT_S = env_int("ZYRA_MAX_NODE_TIMEOUT_S", 3600)
+# A running node's worker renews its lease every LEASE_S/3; the sweeper re-queues
+# nodes whose lease lapsed (the worker died).
+ZYRA_LEASE_S = env_int("ZYRA_LEASE_S", 30)
+# Retries or deferrals shorter than this go out as Celery countdowns (the sweeper
+# is the safety net); longer ones wait in PostgreSQL for the sweeper.
+ZYRA_MAX_COUNTDOWN_S = env_int("ZYRA_MAX_COUNTDOWN_S", 300)
+ZYRA_WORKER_LOST_MAX = env_int("ZYRA_WORKER_LOST_MAX", 5)
+ZYRA_IDEMPOTENCY_HEADER = env_str("ZYRA_IDEMPOTENCY_HEADER", "Idempotency-Key")
