@@ -50,6 +50,7 @@ class Run(models.Model):
     nodes_total = models.PositiveIntegerField(default=0)
     nodes_done = models.PositiveIntegerField(default=0)  # nodes in a terminal state
     in_flight = models.PositiveIntegerField(default=0)  # queued/running/deferred/retrying
+    ready_waiting = models.PositiveIntegerField(default=0)  # ready nodes waiting for a parallelism slot
     max_parallel = models.PositiveIntegerField(default=16)
     sequential = models.BooleanField(default=False)
     failed_stop = models.BooleanField(default=False)
