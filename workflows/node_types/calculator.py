@@ -7,7 +7,15 @@ from typing import Any
 from workflows.node_types.condition import SCHEMA_DIALECT
 from workflows.registry import NodeTypeSpec, RetryPolicy, node_types
 
-OPERATIONS: tuple[str, ...] = ("add", "subtract", "multiply", "divide", "power", "modulo", "fibonacci")
+OPERATIONS: tuple[str, ...] = (
+    "add",
+    "subtract",
+    "multiply",
+    "divide",
+    "power",
+    "modulo",
+    "fibonacci",
+)
 MAX_EXPRESSION_LEN = 2000
 
 _NUMBER_OR_TEMPLATE = {"type": ["number", "string"]}
@@ -20,7 +28,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "expression": {
             "description": "Arithmetic over numbers and variables, e.g. (a + b) * 2 or sqrt(x). "
             "A whole-string template arrives already evaluated.",
-            "anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_EXPRESSION_LEN}, {"type": "number"}],
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": MAX_EXPRESSION_LEN},
+                {"type": "number"},
+            ],
         },
         "variables": {
             "type": "object",

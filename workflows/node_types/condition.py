@@ -102,9 +102,17 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "expression": {
             "description": "A template such as {{ nodes.fetch.output.status == 200 }}; "
             "its value decides the branch (booleans as is, other values by truthiness).",
-            "anyOf": [{"type": "string", "minLength": 1, "maxLength": 10000}, {"type": ["boolean", "number", "null"]}],
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 10000},
+                {"type": ["boolean", "number", "null"]},
+            ],
         },
-        "conditions": {"type": "array", "minItems": 1, "maxItems": 100, "items": COMPARATOR_SCHEMA},
+        "conditions": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 100,
+            "items": COMPARATOR_SCHEMA,
+        },
         "combinator": {"enum": ["and", "or", "AND", "OR"]},
         # A single comparator at the top level.
         "leftValue": {},
@@ -114,7 +122,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "caseSensitive": {"type": "boolean"},
     },
     "additionalProperties": False,
-    "anyOf": [{"required": ["expression"]}, {"required": ["conditions"]}, {"required": ["operator"]}],
+    "anyOf": [
+        {"required": ["expression"]},
+        {"required": ["conditions"]},
+        {"required": ["operator"]},
+    ],
 }
 
 OUTPUT_SCHEMA: dict[str, Any] = {

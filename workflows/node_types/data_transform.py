@@ -8,12 +8,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflows.node_types.condition import DATA_TYPE_SCHEMA, OPERATOR_SCHEMA, SCHEMA_DIALECT
+from workflows.node_types.condition import (
+    DATA_TYPE_SCHEMA,
+    OPERATOR_SCHEMA,
+    SCHEMA_DIALECT,
+)
 from workflows.registry import NodeTypeSpec, RetryPolicy, node_types
 
 MAX_OPERATIONS = 100
-OPS: tuple[str, ...] = ("map", "filter", "aggregate", "format", "extract", "combine", "sort", "limit", "unique")
-AGGREGATE_FNS: tuple[str, ...] = ("sum", "avg", "min", "max", "count", "first", "last", "list")
+OPS: tuple[str, ...] = (
+    "map",
+    "filter",
+    "aggregate",
+    "format",
+    "extract",
+    "combine",
+    "sort",
+    "limit",
+    "unique",
+)
+AGGREGATE_FNS: tuple[str, ...] = (
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "count",
+    "first",
+    "last",
+    "list",
+)
 
 _PATH = {"type": "string", "minLength": 1, "maxLength": 500}
 _PATH_OR_EMPTY = {"type": "string", "maxLength": 500}
@@ -24,7 +47,12 @@ def _op(name: str, properties: dict[str, Any], required: list[str]) -> dict[str,
     return {
         "if": {"properties": {"op": {"const": name}}, "required": ["op"]},
         "then": {
-            "properties": {"op": {"const": name}, "id": {}, "label": {"type": "string"}, **properties},
+            "properties": {
+                "op": {"const": name},
+                "id": {},
+                "label": {"type": "string"},
+                **properties,
+            },
             "required": ["op", *required],
             "additionalProperties": False,
         },
@@ -62,7 +90,11 @@ OPERATION_SCHEMA: dict[str, Any] = {
         ),
         _op(
             "aggregate",
-            {"field": _PATH_OR_EMPTY, "fn": {"enum": list(AGGREGATE_FNS)}, "group_by": _PATH},
+            {
+                "field": _PATH_OR_EMPTY,
+                "fn": {"enum": list(AGGREGATE_FNS)},
+                "group_by": _PATH,
+            },
             ["fn"],
         ),
         _op(
@@ -73,11 +105,16 @@ OPERATION_SCHEMA: dict[str, Any] = {
         _op("extract", {"path": _PATH_OR_EMPTY, "default": {}}, ["path"]),
         _op(
             "combine",
-            {"mode": {"enum": ["merge", "concat", "zip"]}, "sources": {"type": ["array", "string"], "maxItems": 100}},
+            {
+                "mode": {"enum": ["merge", "concat", "zip"]},
+                "sources": {"type": ["array", "string"], "maxItems": 100},
+            },
             ["mode"],
         ),
         _op("sort", {"field": _PATH_OR_EMPTY, "order": {"enum": ["asc", "desc"]}}, []),
-        _op("limit", {"count": _INT_OR_TEMPLATE, "offset": _INT_OR_TEMPLATE}, ["count"]),
+        _op(
+            "limit", {"count": _INT_OR_TEMPLATE, "offset": _INT_OR_TEMPLATE}, ["count"]
+        ),
         _op("unique", {"field": _PATH_OR_EMPTY}, []),
     ],
 }
@@ -87,8 +124,14 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "title": "DATA_TRANSFORM config",
     "type": "object",
     "properties": {
-        "source": {"description": "The value to transform (usually a template); defaults to the node's input."},
-        "operations": {"type": "array", "maxItems": MAX_OPERATIONS, "items": OPERATION_SCHEMA},
+        "source": {
+            "description": "The value to transform (usually a template); defaults to the node's input."
+        },
+        "operations": {
+            "type": "array",
+            "maxItems": MAX_OPERATIONS,
+            "items": OPERATION_SCHEMA,
+        },
     },
     "required": ["operations"],
     "additionalProperties": False,

@@ -19,14 +19,27 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "title": "DELAY config",
     "type": "object",
     "properties": {
-        "seconds": {"anyOf": [{"type": "number", "minimum": 0, "maximum": MAX_DELAY_S}, {"type": "string"}]},
-        "until": {"type": "string", "maxLength": 64, "description": "ISO 8601 datetime (UTC if no offset)."},
+        "seconds": {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": MAX_DELAY_S},
+                {"type": "string"},
+            ]
+        },
+        "until": {
+            "type": "string",
+            "maxLength": 64,
+            "description": "ISO 8601 datetime (UTC if no offset).",
+        },
         # The builder's form: an amount and a unit.
         "duration": {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}]},
         "unit": {"enum": list(UNITS)},
     },
     "additionalProperties": False,
-    "oneOf": [{"required": ["seconds"]}, {"required": ["until"]}, {"required": ["duration"]}],
+    "oneOf": [
+        {"required": ["seconds"]},
+        {"required": ["until"]},
+        {"required": ["duration"]},
+    ],
 }
 
 SPEC = node_types.register(

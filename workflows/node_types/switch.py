@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflows.node_types.condition import DATA_TYPE_SCHEMA, OPERATOR_SCHEMA, SCHEMA_DIALECT
+from workflows.node_types.condition import (
+    DATA_TYPE_SCHEMA,
+    OPERATOR_SCHEMA,
+    SCHEMA_DIALECT,
+)
 from workflows.registry import NodeTypeSpec, RetryPolicy, node_types
 
 HANDLE_SCHEMA: dict[str, Any] = {
@@ -43,8 +47,15 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "title": "SWITCH config",
     "type": "object",
     "properties": {
-        "value": {"description": "The value the cases test (usually a template); defaults to the node's input."},
-        "cases": {"type": "array", "minItems": 1, "maxItems": 100, "items": CASE_SCHEMA},
+        "value": {
+            "description": "The value the cases test (usually a template); defaults to the node's input."
+        },
+        "cases": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 100,
+            "items": CASE_SCHEMA,
+        },
         "default_handle": HANDLE_SCHEMA,
     },
     "required": ["cases"],
@@ -54,7 +65,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
 OUTPUT_SCHEMA: dict[str, Any] = {
     "$schema": SCHEMA_DIALECT,
     "type": "object",
-    "properties": {"handle": {"type": "string"}, "value": {}, "case_index": {"type": ["integer", "null"]}},
+    "properties": {
+        "handle": {"type": "string"},
+        "value": {},
+        "case_index": {"type": ["integer", "null"]},
+    },
     "required": ["handle"],
 }
 

@@ -12,7 +12,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "title": "WEBHOOK config",
     "type": "object",
     "properties": {
-        "input_schema": {"type": "object", "description": "A JSON Schema the payload must match."},
+        "input_schema": {
+            "type": "object",
+            "description": "A JSON Schema the payload must match.",
+        },
         "method": {"enum": ["POST", "PUT", "GET", "post", "put", "get"]},
         "path": {"type": "string", "maxLength": 500},
         "secret_name": {
