@@ -9,3 +9,4 @@ from zyra.settings.celery import *  # noqa: F401,F403
 from zyra.settings.channels import *  # noqa: F401,F403
 from zyra.settings.security import *  # noqa: F401,F403
 from zyra.settings.zyra import *  # noqa: F401,F403
+from zyra.settings.resilience import *  # noqa: F401,F403
