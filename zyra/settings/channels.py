@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from zyra.env import env_str
+from zyra.env import env_float, env_int, env_str
 
 REDIS_URL = env_str("REDIS_URL", "")
 
@@ -13,3 +13,10 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # A subscriber replaying a long run queues live events meanwhile; the
+    # default capacity (100) would drop them (they would be re-read from the DB).
+    CHANNEL_LAYERS["default"]["CONFIG"] = {"capacity": env_int("ZYRA_WS_CHANNEL_CAPACITY", 10000)}
+
+# Live monitoring (executions.consumers): heartbeat/resync period and replay page size.
+ZYRA_WS_HEARTBEAT_S = env_float("ZYRA_WS_HEARTBEAT_S", 20.0)
+ZYRA_WS_REPLAY_PAGE = env_int("ZYRA_WS_REPLAY_PAGE", 500)
