@@ -8,6 +8,8 @@ from typing import Any
 
 RETRYABLE = frozenset({"timeout", "connection", "http_5xx", "http_429", "rate_limited", "circuit_open", "worker_lost"})
 NOT_RETRYABLE = frozenset({"validation", "config", "auth", "http_4xx", "template", "output_schema", "output_too_large"})
+# Outbound-call codes (executions.resilience): refusing or oversized answers do not change on retry.
+NOT_RETRYABLE = NOT_RETRYABLE | {"ssrf_blocked", "response_too_large", "too_many_redirects"}
 
 
 @dataclass(frozen=True)
