@@ -1,17 +1,11 @@
-"""Test settings: PostgreSQL and Redis on loopback unless the environment says otherwise."""
+"""Test settings: PostgreSQL and Redis on loopback unless the environment says otherwise.
+
+The environment defaults live in ``_testenv`` (imported by the package before
+any settings module reads the environment).
+"""
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-os.environ.setdefault("CELERY_BROKER_URL", f"redis://127.0.0.1:6379/{os.environ.get('ZYRA_TEST_REDIS_DB', '5')}")
-os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:6379/{os.environ.get('ZYRA_TEST_REDIS_DB', '5')}")
-os.environ.setdefault("ZYRA_HTTP_ALLOWLIST", "127.0.0.1,::1,localhost")
-os.environ.setdefault(
-    "ZYRA_MASTER_KEYS", "test1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-)
-
-from zyra.settings import *  # noqa: E402,F401,F403
+from zyra.settings import *  # noqa: F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
