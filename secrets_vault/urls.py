@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from secrets_vault import api
+
+urlpatterns = [
+    path("secrets/", api.SecretListView.as_view(), name="secret-list"),
+    path("secrets/<str:ref>/", api.SecretDetailView.as_view(), name="secret-detail"),
+]
