@@ -1,7 +1,12 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from executions import views
 
-from executions.event_views import RunEventsView  # noqa: E402
-
-urlpatterns += [path("runs/<uuid:run_id>/events/", RunEventsView.as_view(), name="run-events")]
+urlpatterns = [
+    path("workflows/<uuid:workflow_id>/runs/", views.WorkflowRunsView.as_view(), name="workflow-runs"),
+    path("runs/", views.RunListView.as_view(), name="run-list"),
+    path("runs/<uuid:run_id>/", views.RunDetailView.as_view(), name="run-detail"),
+    path("runs/<uuid:run_id>/cancel/", views.RunActionView.as_view(action_name="cancel"), name="run-cancel"),
+    path("runs/<uuid:run_id>/resume/", views.RunActionView.as_view(action_name="resume"), name="run-resume"),
+    path("runs/<uuid:run_id>/retry/", views.RunActionView.as_view(action_name="retry"), name="run-retry"),
+]

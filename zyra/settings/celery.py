@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from zyra.env import env_float, env_int, env_str
 
@@ -13,7 +13,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "io"
-CELERY_TASK_QUEUES = [Queue("io"), Queue("cpu"), Queue("sweep")]
+# Each queue has its own direct exchange and key: queues sharing one binding
+# would each receive a copy of every message.
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ("io", "cpu", "sweep")]
+CELERY_TASK_DEFAULT_EXCHANGE = "io"
+CELERY_TASK_DEFAULT_ROUTING_KEY = "io"
 CELERY_TASK_ROUTES = {
     "executions.sweep": {"queue": "sweep"},
 }

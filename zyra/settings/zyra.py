@@ -32,3 +32,8 @@ ZYRA_LEASE_S = env_int("ZYRA_LEASE_S", 30)
 ZYRA_MAX_COUNTDOWN_S = env_int("ZYRA_MAX_COUNTDOWN_S", 300)
 ZYRA_WORKER_LOST_MAX = env_int("ZYRA_WORKER_LOST_MAX", 5)
 ZYRA_IDEMPOTENCY_HEADER = env_str("ZYRA_IDEMPOTENCY_HEADER", "Idempotency-Key")
+# A queued node whose message has not been picked up after this long is re-sent
+# (the message may have been lost with a broker restart); duplicates are harmless.
+ZYRA_REQUEUE_AFTER_S = env_int("ZYRA_REQUEUE_AFTER_S", 30)
+# A deferred/retrying node still waiting this long after its time is re-sent by the sweeper.
+ZYRA_WAKE_GRACE_S = env_int("ZYRA_WAKE_GRACE_S", 2)

@@ -1,0 +1,120 @@
+"""Run events: written in the transaction of the change they record, broadcast after commit.
+
+A service that holds a run's row lock collects events in a ``RunTx`` and
+flushes them together with the run's counters; ``event_record`` is the
+one-off form for callers outside the engine (e.g. circuit transitions).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from executions.models import Run, RunEvent
+from zyra.redaction import global_redactor
+
+
+def iso(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def truncate_for_event(value: Any) -> Any:
+    """Outputs in events are capped (the full output stays available over REST)."""
+    if value is None:
+        return None
+    cap = settings.ZYRA_EVENT_OUTPUT_BYTES
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    if len(text.encode("utf-8")) <= cap:
+        return value
+    return {"truncated": True, "size": len(text.encode("utf-8")), "preview": text[: max(0, cap // 2)]}
+
+
+def payload(event: RunEvent, run: Run) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "type": event.type,
+        "run_id": str(run.id),
+        "workflow_id": str(run.workflow_id),
+        "node_id": event.node_id or None,
+        "ts": iso(event.ts),
+        "data": event.data,
+    }
+
+
+def payload_from_row(event: RunEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "type": event.type,
+        "run_id": str(event.run_id),
+        "workflow_id": str(event.run.workflow_id),
+        "node_id": event.node_id or None,
+        "ts": iso(event.ts),
+        "data": event.data,
+    }
+
+
+class RunTx:
+    """Bookkeeping of one transaction on a locked run: events and messages to send after commit."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.events: list[RunEvent] = []
+        self.dispatch: list[tuple[int, int, str, float]] = []  # (node_run_id, attempt, queue, countdown)
+        self.now = timezone.now()
+
+    def event(self, type_: str, node_id: str = "", data: dict[str, Any] | None = None) -> RunEvent:
+        run = self.run
+        run.event_seq += 1
+        body = dict(data or {})
+        body.setdefault("progress", {"done": run.nodes_done, "total": run.nodes_total})
+        redactor = global_redactor()
+        if redactor.active():
+            body = redactor.redact(body)
+        ev = RunEvent(run=run, seq=run.event_seq, type=type_, node_id=node_id, ts=timezone.now(), data=body)
+        self.events.append(ev)
+        return ev
+
+    def send(self, node_run_id: int, attempt: int, queue: str, countdown: float = 0.0) -> None:
+        self.dispatch.append((node_run_id, attempt, queue, countdown))
+
+    def flush(self, run_fields: list[str]) -> None:
+        """Save the run's changed fields and the events; schedule broadcast and dispatch after commit."""
+        fields = list(dict.fromkeys([*run_fields, "event_seq"])) if self.events else run_fields
+        if fields:
+            self.run.save(update_fields=fields)
+        if self.events:
+            RunEvent.objects.bulk_create(self.events)
+            payloads = [payload(e, self.run) for e in self.events]
+            transaction.on_commit(lambda: _publish(payloads))
+        if self.dispatch:
+            items = list(self.dispatch)
+            from executions.dispatch import send_many
+
+            transaction.on_commit(lambda: send_many(items))
+        self.events = []
+        self.dispatch = []
+
+
+def _publish(payloads: list[dict[str, Any]]) -> None:
+    from executions.broadcast import publish
+
+    publish(payloads)
+
+
+@transaction.atomic
+def event_record(*, run_id: Any, type: str, node_id: str = "", data: dict[str, Any] | None = None) -> RunEvent | None:
+    """Append one event to a run (locks the run row briefly). Missing runs are ignored."""
+    run = Run.objects.select_for_update().filter(id=run_id).first()
+    if run is None:
+        return None
+    tx = RunTx(run)
+    ev = tx.event(type, node_id, data)
+    tx.flush([])
+    return ev

@@ -1,0 +1,225 @@
+"""Running one node attempt: claim, build the context, call the handler, record the result.
+
+The handler runs outside any transaction; only the claim and the completion
+touch the run's bookkeeping (``executions.services``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import jsonschema
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import close_old_connections
+
+from executions import services
+from executions.engine import templates
+from executions.engine.graph import Graph
+from executions.engine.routing import Outcome, edge_active
+from executions.models import NodeRun, NodeStatus, Run
+from executions.nodes.base import Defer, NodeContext, NodeError, handlers
+from workflows.registry import node_types
+from zyra.redaction import Redactor, global_redactor
+
+log = logging.getLogger("executions.executor")
+
+MAX_STORED_INPUT_BYTES = 64 * 1024
+
+
+# --------------------------------------------------------------------------- lease heartbeat
+
+
+class Heartbeat:
+    """One thread per process renews the leases of every attempt running here."""
+
+    def __init__(self) -> None:
+        self._running: dict[int, float] = {}  # node_run_id -> monotonic deadline (timeout + grace)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def track(self, node_run_id: int, timeout_s: float) -> None:
+        with self._lock:
+            self._running[node_run_id] = time.monotonic() + timeout_s + settings.ZYRA_LEASE_S
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="zyra-heartbeat", daemon=True)
+                self._thread.start()
+
+    def untrack(self, node_run_id: int) -> None:
+        with self._lock:
+            self._running.pop(node_run_id, None)
+
+    def _loop(self) -> None:
+        interval = max(0.5, settings.ZYRA_LEASE_S / 3)
+        while True:
+            time.sleep(interval)
+            now = time.monotonic()
+            with self._lock:
+                # A handler stuck past its timeout stops being renewed, so the sweeper times it out.
+                ids = [nid for nid, deadline in self._running.items() if deadline > now]
+            if not ids:
+                continue
+            try:
+                services.node_leases_renew(node_run_ids=ids)
+            except Exception:  # noqa: BLE001 - the database may be restarting; retry next beat
+                log.warning("executions.heartbeat_failed", exc_info=True)
+                close_old_connections()
+
+
+heartbeat = Heartbeat()
+
+
+# --------------------------------------------------------------------------- context
+
+
+def _template_context(run: Run, outputs: dict[str, Any], redactor: Redactor, attempt: int) -> dict[str, Any]:
+    def resolve_secret(name: str) -> str:
+        try:
+            from secrets_vault.resolver import resolve_secret as vault_resolve
+        except ImportError as exc:  # pragma: no cover - the vault app is part of the project
+            raise KeyError(name) from exc
+        return vault_resolve(owner_id=run.owner_id, name=name, redactor=redactor)
+
+    return {
+        "input": run.inputs,
+        "nodes": {nid: {"output": out} for nid, out in outputs.items()},
+        "secrets": templates.SecretsView(resolve_secret),
+        "run": {"id": str(run.id), "workflow_id": str(run.workflow_id), "attempt": attempt},
+    }
+
+
+def edge_condition_evaluator(run: Run) -> Any:
+    def evaluate(expression: str, output: Any) -> bool:
+        return bool(templates.evaluate(expression, {"output": output, "input": run.inputs, "run": {"id": str(run.id)}}))
+
+    return evaluate
+
+
+def _upstream(graph: Graph, run: Run, node_id: str, refs: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(active predecessors' outputs, outputs of every node the templates name)."""
+    preds = graph.predecessors(node_id)
+    wanted = set(preds) | refs
+    rows = NodeRun.objects.filter(run=run, node_id__in=wanted).values_list("node_id", "status", "output")
+    status: dict[str, str] = {}
+    outputs: dict[str, Any] = {}
+    for nid, st, out in rows:
+        status[nid] = st
+        if st in {NodeStatus.SUCCEEDED, NodeStatus.SKIPPED, NodeStatus.FAILED, NodeStatus.TIMED_OUT}:
+            outputs[nid] = out
+    active: dict[str, Any] = {}
+    for edge in graph.in_edges[node_id]:
+        st = status.get(edge.source)
+        if st is None:
+            continue
+        outcome = Outcome(
+            status="succeeded" if st == NodeStatus.SUCCEEDED else st,
+            output=outputs.get(edge.source),
+            passthrough=st == NodeStatus.SKIPPED and outputs.get(edge.source) is not None,
+            error_branch=st in {NodeStatus.FAILED, NodeStatus.TIMED_OUT} and graph.nodes[edge.source].on_error == "error_branch",
+        )
+        if edge_active(graph, edge, outcome, edge_condition_evaluator(run)):
+            active[edge.source] = outputs.get(edge.source)
+    return active, {k: v for k, v in outputs.items() if k in refs or k in active}
+
+
+def _check_output(graph: Graph, node_id: str, node_type: str, output: Any) -> Any:
+    try:
+        text = json.dumps(output, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise NodeError("output_schema", f"the output is not JSON: {exc}") from None
+    size = len(text.encode("utf-8"))
+    if size > settings.ZYRA_MAX_OUTPUT_BYTES:
+        raise NodeError("output_too_large", f"the output is {size} bytes; the cap is {settings.ZYRA_MAX_OUTPUT_BYTES}")
+    schemas = []
+    if node_types.has(node_type) and node_types.get(node_type).output_schema:
+        schemas.append(("type", node_types.get(node_type).output_schema))
+    node_schema = graph.nodes[node_id].output_schema
+    if node_schema:
+        schemas.append(("node", node_schema))
+    for origin, schema in schemas:
+        try:
+            err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(output))
+        except jsonschema.SchemaError as exc:
+            raise NodeError("config", f"the {origin} output_schema is invalid: {exc.message}") from None
+        if err is not None:
+            path = "/" + "/".join(str(p) for p in err.absolute_path)
+            raise NodeError("output_schema", f"output does not match the {origin} output schema at {path}: {err.message[:300]}",
+                            details={"path": path})
+    return output
+
+
+def _store_inputs(config: Any, data: Any, redactor: Redactor) -> Any:
+    stored = {"config": config, "input": data}
+    text = json.dumps(stored, default=str)
+    if len(text) > MAX_STORED_INPUT_BYTES:
+        stored = {"config": config if len(json.dumps(config, default=str)) < MAX_STORED_INPUT_BYTES // 2 else {"truncated": True},
+                  "input": {"truncated": True, "size": len(text)}}
+    return redactor.redact(stored)
+
+
+# --------------------------------------------------------------------------- the attempt
+
+
+def node_execute(*, node_run_id: int, attempt: int) -> bool:
+    """Run one attempt; returns whether this call held the claim."""
+    claim = services.node_claim(node_run_id=node_run_id, attempt=attempt)
+    if claim is None:
+        return False
+    heartbeat.track(node_run_id, claim.timeout_s)
+    try:
+        result = _attempt(claim)
+    finally:
+        heartbeat.untrack(node_run_id)
+    services.node_complete(node_run_id=node_run_id, attempt=attempt, result=result, evaluate=edge_condition_evaluator(claim.run))
+    return True
+
+
+def _attempt(claim: services.Claim) -> services.Result:
+    nr, run, graph = claim.node_run, claim.run, claim.graph
+    node = graph.nodes[nr.node_id]
+    redactor = Redactor()
+    started = time.monotonic()
+    try:
+        refs = {nid for _, nid in templates.node_references(node.config)} & graph.ancestors(nr.node_id)
+        active, outputs = _upstream(graph, run, nr.node_id, refs)
+        data_in: Any = next(iter(active.values())) if len(active) == 1 else (active or run.inputs)
+        if not node.enabled:
+            return services.Result(kind="skipped_passthrough", output=data_in, inputs=_store_inputs({}, data_in, redactor))
+        context = _template_context(run, outputs, redactor, nr.attempt)
+        try:
+            config = templates.render(node.config, context, "/data/config")
+        except templates.TemplateError as exc:
+            raise NodeError("template", f"template {exc.template!r} at {exc.path}: {exc.message}", details={"path": exc.path}) from None
+        except KeyError as exc:
+            raise NodeError("config", f"secret {exc.args[0]!r} does not exist for the workflow's owner") from None
+        ctx = NodeContext(
+            run_id=str(run.id), workflow_id=str(run.workflow_id), owner_id=run.owner_id, node_id=nr.node_id, node_type=nr.type,
+            attempt=nr.attempt, config=config if isinstance(config, dict) else {}, raw_config=node.config, data=node.data,
+            input=data_in, inputs_by_node=active, run_input=run.inputs, deadline=started + claim.timeout_s,
+            timeout_s=claim.timeout_s, idempotency_key=f"{run.id}:{nr.node_id}:{nr.attempt}", redactor=redactor, state=nr.state,
+        )
+        stored_inputs = _store_inputs(config, data_in, redactor)
+        handler = handlers.get(nr.type)
+        try:
+            output = handler.run(ctx)
+        except SoftTimeLimitExceeded:
+            raise NodeError("timeout", f"the node ran past its time limit ({claim.timeout_s:g} s)") from None
+        elapsed = time.monotonic() - started
+        if elapsed > claim.timeout_s + 0.5:
+            raise NodeError("timeout", f"the node took {elapsed:.1f} s; its timeout is {claim.timeout_s:g} s")
+        output = redactor.redact(_check_output(graph, nr.node_id, nr.type, output))
+        return services.Result(kind="success", output=output, inputs=stored_inputs)
+    except Defer as d:
+        return services.Result(kind="defer", defer_until=d.until, defer_reason=d.reason, state=d.state)
+    except NodeError as exc:
+        return services.Result(kind="error", error=redactor.redact(exc.as_dict()), retry_after_s=exc.retry_after_s)
+    except Exception as exc:  # noqa: BLE001 - a handler bug fails its node, never the worker
+        log.exception("executions.handler_crashed", extra={"run_id": str(run.id), "node_id": nr.node_id})
+        message = redactor.redact_text(f"{type(exc).__name__}: {exc}")[:1000]
+        return services.Result(kind="error", error={"code": "internal", "message": message})
+    finally:
+        global_redactor().merge(redactor)

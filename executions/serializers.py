@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from executions.models import NodeRun, Run
+
+
+class RunStartSerializer(serializers.Serializer):
+    inputs = serializers.JSONField(required=False, default=dict)
+    idempotency_key = serializers.CharField(required=False, allow_null=True, max_length=200, min_length=1)
+
+    def validate_inputs(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("inputs must be a JSON object.", code="type")
+        return value
+
+
+class NodeRunSerializer(serializers.ModelSerializer):
+    duration_ms = serializers.IntegerField(read_only=True, allow_null=True)
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = NodeRun
+        fields = [
+            "node_id", "type", "status", "attempt", "inputs", "output", "error", "attempts", "defer_reason",
+            "next_attempt_at", "started_at", "finished_at", "duration_ms", "deferred_ms",
+        ]
+
+    def get_error(self, obj: NodeRun) -> dict[str, Any] | None:
+        if not obj.error:
+            return None
+        return {"code": obj.error.get("code"), "message": obj.error.get("message"), **({"details": obj.error["details"]} if "details" in obj.error else {})}
+
+
+class RunSummarySerializer(serializers.ModelSerializer):
+    workflow_id = serializers.UUIDField(read_only=True)
+    version = serializers.IntegerField(source="version.number", read_only=True)
+    duration_ms = serializers.IntegerField(read_only=True, allow_null=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = [
+            "id", "workflow_id", "version", "status", "trigger", "idempotency_key", "created_at", "started_at",
+            "finished_at", "duration_ms", "progress", "error",
+        ]
+
+    def get_progress(self, obj: Run) -> dict[str, int]:
+        return {"done": obj.nodes_done, "total": obj.nodes_total}
+
+
+class RunDetailSerializer(RunSummarySerializer):
+    nodes = NodeRunSerializer(source="node_runs", many=True, read_only=True)
+
+    class Meta(RunSummarySerializer.Meta):
+        fields = [*RunSummarySerializer.Meta.fields, "inputs", "outputs", "resumes", "nodes"]

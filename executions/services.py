@@ -1,0 +1,783 @@
+"""Services that write runs. PostgreSQL is the truth; Celery only carries messages.
+
+Every change to a run's bookkeeping (node statuses, fan-in counters, slots,
+events) happens in a transaction holding that run's row lock
+(``SELECT ... FOR UPDATE``). That serialises the run's bookkeeping (never its
+handlers, which run outside any transaction) and makes every decision —
+dispatch a successor exactly once, accept a result only from the attempt
+that holds the claim, finish the run once — a plain read-modify-write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import jsonschema
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from executions.engine.graph import Graph
+from executions.engine.retry import Policy, backoff_delay, is_retryable
+from executions.engine.routing import NodeState, Outcome, resolve
+from executions.engine.states import NODE_IN_FLIGHT, NODE_TERMINAL, RUN_TERMINAL, check_node_transition, check_run_transition
+from executions.events import RunTx, iso, truncate_for_event
+from executions.graphs import graph_for_version
+from executions.models import NodeRun, NodeStatus, Run, RunStatus
+from workflows.registry import RetryPolicy, node_types
+from zyra.errors import Conflict, ErrorDetail, ZyraError
+
+log = logging.getLogger("executions.services")
+
+WORKER_NAME = f"{socket.gethostname()}"
+_CLAIMABLE = (NodeStatus.QUEUED, NodeStatus.DEFERRED, NodeStatus.RETRYING)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _cap(run: Run) -> int:
+    if run.sequential:
+        return 1
+    return max(1, run.max_parallel)
+
+
+def _policy_for(graph: Graph, node_id: str) -> Policy:
+    node = graph.nodes[node_id]
+    spec_retry = node_types.get(node.type).retry if node_types.has(node.type) else RetryPolicy()
+    default = Policy(spec_retry.max_attempts, spec_retry.backoff_s, spec_retry.max_backoff_s, spec_retry.multiplier, spec_retry.jitter)
+    return Policy.from_dict(node.retry, default)
+
+
+def node_timeout_s(graph: Graph, node_id: str) -> float:
+    node = graph.nodes[node_id]
+    if node.timeout_s is not None:
+        return min(node.timeout_s, float(settings.ZYRA_MAX_NODE_TIMEOUT_S))
+    if node_types.has(node.type):
+        return float(node_types.get(node.type).timeout_s)
+    return 30.0
+
+
+def _lock_run(run_id: Any) -> Run | None:
+    return Run.objects.select_for_update().filter(id=run_id).first()
+
+
+def _set_node_status(nr: NodeRun, new: str) -> None:
+    check_node_transition(nr.status, new)
+    nr.status = new
+
+
+def _set_run_status(run: Run, new: str) -> None:
+    check_run_transition(run.status, new)
+    run.status = new
+
+
+def _node_event_data(nr: NodeRun, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"status": nr.status, "attempt": nr.attempt}
+    data.update(extra)
+    return data
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, default=str, ensure_ascii=False).encode("utf-8"))
+
+
+RUN_FIELDS = [
+    "status", "event_seq", "nodes_done", "in_flight", "ready_waiting", "failed_stop", "failed_continue",
+    "started_at", "finished_at", "outputs", "error", "deadline_at", "resumes",
+]
+NODE_FIELDS = [
+    "status", "attempt", "pending_deps", "active_in", "dispatched_at", "finished_at", "started_at",
+    "next_attempt_at", "lease_until", "error", "output", "attempts", "worker_lost", "defer_reason", "state",
+    "deferred_ms", "inputs", "worker",
+]
+
+
+# --------------------------------------------------------------------------- start
+
+
+def _validate_inputs(inputs: Any, definition: dict[str, Any]) -> None:
+    if not isinstance(inputs, dict):
+        raise ZyraError("invalid_inputs", "inputs must be a JSON object.", [ErrorDetail("/inputs", "type", "expected an object")])
+    size = _json_size(inputs)
+    if size > settings.ZYRA_MAX_INPUT_BYTES:
+        raise ZyraError(
+            "inputs_too_large",
+            f"inputs are {size} bytes; the cap is {settings.ZYRA_MAX_INPUT_BYTES}.",
+            [ErrorDetail("/inputs", "too_large", "inputs over the size cap")],
+            413,
+        )
+    schemas: list[dict[str, Any]] = []
+    settings_block = definition.get("settings") or {}
+    if isinstance(settings_block.get("input_schema"), dict):
+        schemas.append(settings_block["input_schema"])
+    for node in definition.get("nodes") or []:
+        cfg = (node.get("data") or {}).get("config") or {}
+        if node.get("type") in {"MANUAL", "WEBHOOK"} and isinstance(cfg.get("input_schema"), dict):
+            schemas.append(cfg["input_schema"])
+    details: list[ErrorDetail] = []
+    for schema in schemas:
+        try:
+            validator = jsonschema.Draft202012Validator(schema)
+            for err in validator.iter_errors(inputs):
+                path = "/inputs" + "".join(f"/{p}" for p in err.absolute_path)
+                details.append(ErrorDetail(path, f"schema_{err.validator}", err.message[:300]))
+        except jsonschema.SchemaError as exc:
+            details.append(ErrorDetail("/inputs", "input_schema_invalid", str(exc.message)[:300]))
+    if details:
+        raise ZyraError("invalid_inputs", "inputs do not match the workflow's input schema.", details[:50])
+
+
+@dataclass
+class StartOptions:
+    trigger: str = "manual"
+    priority: int = 5
+    sequential: bool | None = None
+
+
+def run_start(
+    *,
+    workflow: Any,
+    inputs: dict[str, Any] | None,
+    user: Any,
+    trigger: str = "manual",
+    idempotency_key: str | None = None,
+    priority: int = 5,
+    version: Any = None,
+) -> Run:
+    """Create a run of the workflow's current version with its node runs and dispatch the roots.
+
+    A repeated start with the same idempotency key returns the first run.
+    """
+    inputs = {} if inputs is None else inputs
+    if idempotency_key is not None:
+        if not isinstance(idempotency_key, str) or not (1 <= len(idempotency_key) <= 200):
+            raise ZyraError("invalid_idempotency_key", "idempotency_key must be 1..200 characters.",
+                            [ErrorDetail("/idempotency_key", "invalid", "1..200 characters")])
+        existing = Run.objects.filter(workflow=workflow, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    version = version or workflow.current_version
+    if version is None:
+        raise ZyraError("no_version", "the workflow has no version to run.", [], 409)
+    if not workflow.is_active:
+        raise ZyraError("workflow_archived", "the workflow is archived.", [], 409)
+    definition = version.definition
+    _validate_inputs(inputs, definition)
+    graph = graph_for_version(version.id, definition)
+    wf_settings = graph.settings
+    sequential = bool(wf_settings.get("sequential", False)) or not settings.ZYRA_FEATURES["parallel"]
+    max_parallel = wf_settings.get("max_parallel_nodes", settings.ZYRA_DEFAULT_MAX_PARALLEL)
+    if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
+        max_parallel = settings.ZYRA_DEFAULT_MAX_PARALLEL
+    timeout_s = wf_settings.get("timeout_s", settings.ZYRA_DEFAULT_RUN_TIMEOUT_S)
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
+        timeout_s = settings.ZYRA_DEFAULT_RUN_TIMEOUT_S
+    try:
+        with transaction.atomic():
+            now = timezone.now()
+            run = Run.objects.create(
+                workflow=workflow, version=version, owner=workflow.owner, status=RunStatus.QUEUED, trigger=trigger,
+                priority=priority, idempotency_key=idempotency_key, inputs=inputs, nodes_total=len(graph.nodes),
+                max_parallel=max_parallel, sequential=sequential,
+            )
+            rows = []
+            for node_id in graph.topo:
+                node = graph.nodes[node_id]
+                spec_queue = node_types.get(node.type).queue if node_types.has(node.type) else "cpu"
+                roots = not graph.in_edges[node_id]
+                rows.append(
+                    NodeRun(
+                        run=run, node_id=node_id, type=node.type, queue=spec_queue, topo_index=graph.topo_index[node_id],
+                        pending_deps=len(graph.in_edges[node_id]), active_in=1 if roots else 0,
+                    )
+                )
+            created = NodeRun.objects.bulk_create(rows)
+            run = Run.objects.select_for_update().get(id=run.id)
+            tx = RunTx(run)
+            tx.event("run.queued", data={"status": "queued", "trigger": trigger})
+            _set_run_status(run, RunStatus.RUNNING)
+            run.started_at = now
+            run.deadline_at = now + timedelta(seconds=float(timeout_s))
+            tx.event("run.started", data={"status": "running", "version": version.number})
+            ready = [nr for nr in created if nr.pending_deps == 0]
+            changed = _admit(tx, ready)
+            if not created:
+                _finalize(tx)
+            NodeRun.objects.bulk_update(changed, ["status", "attempt", "dispatched_at"])
+            tx.flush(RUN_FIELDS)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # A concurrent start with the same key won the race: return its run.
+        return Run.objects.get(workflow=workflow, idempotency_key=idempotency_key)
+    log.info("executions.run_started", extra={"run_id": str(run.id), "workflow_id": str(workflow.id), "nodes": len(graph.nodes)})
+    return run
+
+
+# --------------------------------------------------------------------------- admission
+
+
+def _queue(tx: RunTx, nr: NodeRun, countdown: float = 0.0) -> None:
+    was_in_flight = nr.status in NODE_IN_FLIGHT
+    _set_node_status(nr, NodeStatus.QUEUED)
+    nr.attempt += 1
+    nr.dispatched_at = tx.now
+    nr.next_attempt_at = None
+    if not was_in_flight:
+        tx.run.in_flight += 1
+    tx.event("node.queued", nr.node_id, _node_event_data(nr))
+    tx.send(nr.id, nr.attempt, nr.queue, countdown)
+
+
+def _admit(tx: RunTx, ready: list[NodeRun]) -> list[NodeRun]:
+    """Queue ready nodes up to the run's parallelism cap; the rest wait for a slot."""
+    cap = _cap(tx.run)
+    changed: list[NodeRun] = []
+    for nr in sorted(ready, key=lambda n: n.topo_index):
+        if tx.run.in_flight < cap:
+            _queue(tx, nr)
+            changed.append(nr)
+        else:
+            tx.run.ready_waiting += 1
+    return changed
+
+
+def _refill(tx: RunTx) -> list[NodeRun]:
+    run = tx.run
+    free = _cap(run) - run.in_flight
+    if run.ready_waiting <= 0 or free <= 0 or run.status != RunStatus.RUNNING:
+        return []
+    waiting = list(
+        NodeRun.objects.filter(run=run, status=NodeStatus.PENDING, pending_deps=0, active_in__gt=0).order_by("topo_index")[:free]
+    )
+    run.ready_waiting = max(0, run.ready_waiting - len(waiting))
+    changed = []
+    for nr in waiting:
+        _queue(tx, nr)
+        changed.append(nr)
+    return changed
+
+
+# --------------------------------------------------------------------------- claim
+
+
+@dataclass
+class Claim:
+    node_run: NodeRun
+    run: Run
+    graph: Graph
+    timeout_s: float
+
+
+def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
+    """Move a node from queued/deferred/retrying to running for this attempt; None if not ours to run."""
+    run_id = NodeRun.objects.filter(id=node_run_id).values_list("run_id", flat=True).first()
+    if run_id is None:
+        log.info("executions.claim_missing", extra={"node_run_id": node_run_id})
+        return None
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run is None or run.status != RunStatus.RUNNING:
+            return None
+        nr = NodeRun.objects.filter(id=node_run_id).first()
+        if nr is None or nr.attempt != attempt or nr.status not in _CLAIMABLE:
+            return None
+        now = timezone.now()
+        if nr.next_attempt_at is not None and nr.next_attempt_at > now + timedelta(milliseconds=250):
+            # An early duplicate of a deferred/retry message: its time has not come.
+            return None
+        graph = graph_for_version(run.version_id)
+        timeout = node_timeout_s(graph, nr.node_id)
+        tx = RunTx(run)
+        if nr.status == NodeStatus.DEFERRED and nr.next_attempt_at is not None:
+            pass
+        _set_node_status(nr, NodeStatus.RUNNING)
+        nr.started_at = nr.started_at or now
+        nr.lease_until = now + timedelta(seconds=min(settings.ZYRA_LEASE_S, timeout + settings.ZYRA_LEASE_S))
+        nr.worker = WORKER_NAME
+        nr.next_attempt_at = None
+        nr.attempts = [*nr.attempts, {"attempt": attempt, "status": "running", "started_at": iso(now)}]
+        nr.save(update_fields=["status", "started_at", "lease_until", "worker", "next_attempt_at", "attempts"])
+        tx.event("node.started", nr.node_id, _node_event_data(nr))
+        tx.flush([])
+    return Claim(node_run=nr, run=run, graph=graph, timeout_s=timeout)
+
+
+# --------------------------------------------------------------------------- completion
+
+
+@dataclass
+class Result:
+    kind: str  # success | error | defer | skipped_passthrough
+    output: Any = None
+    error: dict[str, Any] | None = None
+    retry_after_s: float | None = None
+    defer_until: Any = None
+    defer_reason: str = ""
+    state: Any = None
+    inputs: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def node_complete(*, node_run_id: int, attempt: int, result: Result, evaluate: Any = None) -> bool:
+    """Record the result of the attempt that holds the claim. A late or duplicate result is discarded."""
+    run_id = NodeRun.objects.filter(id=node_run_id).values_list("run_id", flat=True).first()
+    if run_id is None:
+        return False
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run is None:
+            return False
+        nr = NodeRun.objects.filter(id=node_run_id).first()
+        if nr is None or nr.status != NodeStatus.RUNNING or nr.attempt != attempt:
+            log.info(
+                "executions.late_result_discarded",
+                extra={"run_id": str(run_id), "node_run_id": node_run_id, "attempt": attempt, "current": getattr(nr, "attempt", None)},
+            )
+            return False
+        if run.status != RunStatus.RUNNING:
+            return False
+        graph = graph_for_version(run.version_id)
+        tx = RunTx(run)
+        now = tx.now
+        if result.inputs is not None:
+            nr.inputs = result.inputs
+        _close_attempt(nr, now, result)
+        changed: list[NodeRun] = [nr]
+        if result.kind == "defer":
+            _set_node_status(nr, NodeStatus.DEFERRED)
+            nr.next_attempt_at = result.defer_until
+            nr.defer_reason = result.defer_reason
+            nr.state = result.state
+            nr.lease_until = None
+            wait = max(0.0, (result.defer_until - now).total_seconds())
+            if result.defer_reason != "delay":
+                nr.deferred_ms += int(wait * 1000)
+            tx.event("node.deferred", nr.node_id, _node_event_data(nr, reason=result.defer_reason, until=iso(result.defer_until)))
+            if wait <= settings.ZYRA_MAX_COUNTDOWN_S:
+                tx.send(nr.id, nr.attempt, nr.queue, wait)
+        elif result.kind in {"success", "skipped_passthrough"}:
+            nr.output = result.output
+            nr.error = None
+            status = NodeStatus.SUCCEEDED if result.kind == "success" else NodeStatus.SKIPPED
+            changed += _finish(tx, graph, nr, status, Outcome(
+                status="succeeded" if result.kind == "success" else "skipped",
+                output=result.output, passthrough=result.kind == "skipped_passthrough"), evaluate)
+        else:
+            changed += _handle_error(tx, graph, nr, result, evaluate)
+        _save_nodes(changed)
+        tx.flush(RUN_FIELDS)
+    return True
+
+
+def _close_attempt(nr: NodeRun, now: Any, result: Result) -> None:
+    if nr.attempts:
+        last = dict(nr.attempts[-1])
+        last["finished_at"] = iso(now)
+        last["status"] = {"success": "succeeded", "defer": "deferred", "skipped_passthrough": "skipped"}.get(result.kind, "failed")
+        if result.error:
+            last["error"] = result.error
+        nr.attempts = [*nr.attempts[:-1], last]
+
+
+def _save_nodes(nodes: list[NodeRun]) -> None:
+    unique = {id(n): n for n in nodes}.values()
+    if unique:
+        NodeRun.objects.bulk_update(list(unique), NODE_FIELDS)
+
+
+def _handle_error(tx: RunTx, graph: Graph, nr: NodeRun, result: Result, evaluate: Any) -> list[NodeRun]:
+    error = dict(result.error or {"code": "internal", "message": "unknown error"})
+    code = str(error.get("code", "internal"))
+    policy = _policy_for(graph, nr.node_id)
+    nr.error = error
+    nr.lease_until = None
+    run = tx.run
+    if is_retryable(code) and nr.attempt < policy.max_attempts:
+        delay = backoff_delay(policy, nr.attempt)
+        if result.retry_after_s is not None:
+            delay = max(delay, float(result.retry_after_s))
+        if run.deadline_at is not None and tx.now + timedelta(seconds=delay) > run.deadline_at:
+            delay = max(0.0, (run.deadline_at - tx.now).total_seconds())
+        _set_node_status(nr, NodeStatus.RETRYING)
+        nr.attempt += 1
+        nr.next_attempt_at = tx.now + timedelta(seconds=delay)
+        tx.event("node.retrying", nr.node_id, _node_event_data(nr, error=error, delay_s=round(delay, 3), next_attempt_at=iso(nr.next_attempt_at)))
+        if delay <= settings.ZYRA_MAX_COUNTDOWN_S:
+            tx.send(nr.id, nr.attempt, nr.queue, delay)
+        return []
+    status = NodeStatus.TIMED_OUT if code == "timeout" else NodeStatus.FAILED
+    node = graph.nodes[nr.node_id]
+    if node.on_error == "error_branch":
+        nr.output = {"error": error}
+        return _finish(tx, graph, nr, status, Outcome(status="failed", output=nr.output, error_branch=True), evaluate)
+    if node.on_error == "continue":
+        run.failed_continue += 1
+        return _finish(tx, graph, nr, status, Outcome(status="failed"), evaluate)
+    # stop: the run fails now; everything not finished is cancelled.
+    changed = _finish(tx, graph, nr, status, Outcome(status="failed"), evaluate, route=False)
+    _fail_run(tx, {"code": code, "message": str(error.get("message", "")), "node_id": nr.node_id})
+    return changed
+
+
+def _finish(
+    tx: RunTx, graph: Graph, nr: NodeRun, status: str, outcome: Outcome, evaluate: Any, route: bool = True
+) -> list[NodeRun]:
+    """A node reached a terminal state: free its slot, resolve its edges, admit what became ready."""
+    run = tx.run
+    was_in_flight = nr.status in NODE_IN_FLIGHT
+    _set_node_status(nr, status)
+    nr.finished_at = tx.now
+    nr.lease_until = None
+    nr.next_attempt_at = None
+    if was_in_flight:
+        run.in_flight = max(0, run.in_flight - 1)
+    run.nodes_done += 1
+    extra: dict[str, Any] = {"duration_ms": nr.duration_ms}
+    if status == NodeStatus.SUCCEEDED or outcome.passthrough:
+        extra["output"] = truncate_for_event(nr.output)
+    extra["error"] = nr.error
+    tx.event(f"node.{status}", nr.node_id, _node_event_data(nr, **extra))
+    changed: list[NodeRun] = []
+    if route:
+        changed += _route(tx, graph, nr.node_id, outcome, evaluate)
+    changed += _refill(tx)
+    if run.nodes_done >= run.nodes_total and run.status == RunStatus.RUNNING:
+        _finalize(tx)
+    return changed
+
+
+def _route(tx: RunTx, graph: Graph, node_id: str, outcome: Outcome, evaluate: Any) -> list[NodeRun]:
+    run = tx.run
+    rows: dict[str, NodeRun] = {}
+
+    def load(ids: list[str]) -> dict[str, NodeState]:
+        fetched = NodeRun.objects.filter(run=run, node_id__in=ids)
+        out: dict[str, NodeState] = {}
+        for row in fetched:
+            rows[row.node_id] = row
+            out[row.node_id] = NodeState(status=row.status, pending_deps=row.pending_deps, active_in=row.active_in)
+        return out
+
+    def eval_edge(expr: str, output: Any) -> bool:
+        if evaluate is None:
+            return False
+        try:
+            return bool(evaluate(expr, output))
+        except Exception as exc:  # noqa: BLE001 - a bad edge condition makes the edge inactive, visibly
+            log.warning("executions.edge_condition_error", extra={"run_id": str(run.id), "error": str(exc)[:300]})
+            return False
+
+    resolution, states = resolve(graph, node_id, outcome, load, eval_edge)
+    changed: list[NodeRun] = []
+    for nid, st in states.items():
+        if st.changed:
+            row = rows[nid]
+            row.pending_deps = st.pending_deps
+            row.active_in = st.active_in
+            changed.append(row)
+    for edge in resolution.edges_taken:
+        tx.event("edge.taken", edge.target, {"edge_id": edge.id, "source": edge.source, "target": edge.target})
+    for edge in resolution.edges_skipped:
+        tx.event("edge.skipped", edge.target, {"edge_id": edge.id, "source": edge.source, "target": edge.target})
+    for nid in resolution.skipped:
+        row = rows[nid]
+        _set_node_status(row, NodeStatus.SKIPPED)
+        row.finished_at = tx.now
+        run.nodes_done += 1
+        tx.event("node.skipped", nid, _node_event_data(row, reason="no_active_incoming_edge"))
+    ready = [rows[nid] for nid in resolution.ready]
+    changed += _admit(tx, ready)
+    return changed
+
+
+def _finalize(tx: RunTx) -> None:
+    run = tx.run
+    if run.failed_stop:
+        new = RunStatus.FAILED
+    elif run.failed_continue > 0:
+        new = RunStatus.PARTIALLY_SUCCEEDED
+    else:
+        new = RunStatus.SUCCEEDED
+    graph = graph_for_version(run.version_id)
+    sinks = graph.sinks()
+    outputs = dict(
+        NodeRun.objects.filter(run=run, node_id__in=sinks, status=NodeStatus.SUCCEEDED).values_list("node_id", "output")
+    )
+    run.outputs = outputs
+    _set_run_status(run, new)
+    run.finished_at = tx.now
+    run.in_flight = 0
+    run.ready_waiting = 0
+    tx.event(f"run.{new}", data={"status": new, "duration_ms": run.duration_ms, "error": run.error})
+    transaction.on_commit(lambda: _run_finished_hooks(run.workflow_id))
+
+
+def _run_finished_hooks(workflow_id: Any) -> None:
+    """Extension point (per-workflow concurrency limits start the next queued run)."""
+    return None
+
+
+def _terminate_open_nodes(tx: RunTx, to_status: str, reason: str) -> None:
+    run = tx.run
+    open_rows = list(NodeRun.objects.filter(run=run).exclude(status__in=list(NODE_TERMINAL)))
+    for row in open_rows:
+        _set_node_status(row, to_status)
+        row.finished_at = tx.now
+        row.lease_until = None
+        row.next_attempt_at = None
+        run.nodes_done += 1
+        tx.event(f"node.{to_status}", row.node_id, _node_event_data(row, reason=reason))
+    _save_nodes(open_rows)
+    run.in_flight = 0
+    run.ready_waiting = 0
+
+
+def _fail_run(tx: RunTx, error: dict[str, Any]) -> None:
+    run = tx.run
+    run.failed_stop = True
+    run.error = error
+    _terminate_open_nodes(tx, NodeStatus.CANCELLED, "run_failed")
+    _set_run_status(run, RunStatus.FAILED)
+    run.finished_at = tx.now
+    tx.event("run.failed", data={"status": "failed", "error": error, "duration_ms": run.duration_ms})
+
+
+# --------------------------------------------------------------------------- operator actions
+
+
+def run_cancel(*, run: Run) -> Run:
+    with transaction.atomic():
+        locked = _lock_run(run.id)
+        assert locked is not None
+        if locked.status in RUN_TERMINAL:
+            raise Conflict("run_finished", f"the run is already {locked.status}.")
+        tx = RunTx(locked)
+        _terminate_open_nodes(tx, NodeStatus.CANCELLED, "run_cancelled")
+        _set_run_status(locked, RunStatus.CANCELLED)
+        locked.finished_at = tx.now
+        tx.event("run.cancelled", data={"status": "cancelled", "duration_ms": locked.duration_ms})
+        tx.flush(RUN_FIELDS)
+    return locked
+
+
+def _reopen(*, run: Run, mode: str) -> Run:
+    """Resume (every unfinished node runs again) or retry-from-failed (failed nodes and what they blocked).
+
+    Succeeded nodes keep their outputs. The fan-in counters are rebuilt by
+    replaying the succeeded nodes' routing in topological order.
+    """
+    with transaction.atomic():
+        locked = _lock_run(run.id)
+        assert locked is not None
+        if locked.status == RunStatus.SUCCEEDED:
+            raise Conflict("run_succeeded", "the run succeeded; there is nothing to resume.")
+        if locked.status in {RunStatus.RUNNING, RunStatus.QUEUED} and mode == "retry":
+            raise Conflict("run_active", "the run is still running.")
+        rows = {r.node_id: r for r in NodeRun.objects.filter(run=locked)}
+        if mode == "retry" and not any(r.status in {NodeStatus.FAILED, NodeStatus.TIMED_OUT} for r in rows.values()):
+            raise Conflict("no_failed_nodes", "the run has no failed node to retry.")
+        graph = graph_for_version(locked.version_id)
+        tx = RunTx(locked)
+        if locked.status in RUN_TERMINAL:
+            _set_run_status(locked, RunStatus.RUNNING)
+        locked.finished_at = None
+        locked.error = None
+        locked.outputs = None
+        locked.failed_stop = False
+        locked.failed_continue = 0
+        locked.resumes += 1
+        timeout_s = graph.settings.get("timeout_s", settings.ZYRA_DEFAULT_RUN_TIMEOUT_S)
+        if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
+            timeout_s = settings.ZYRA_DEFAULT_RUN_TIMEOUT_S
+        locked.deadline_at = tx.now + timedelta(seconds=float(timeout_s))
+        keep = {nid for nid, r in rows.items() if r.status == NodeStatus.SUCCEEDED}
+        if mode == "resume":
+            # Nodes still in flight (an interrupted run) are re-queued with a new attempt.
+            pass
+        states: dict[str, NodeState] = {}
+        for nid in graph.topo:
+            if nid in keep:
+                states[nid] = NodeState(status="succeeded", pending_deps=0, active_in=0)
+            else:
+                states[nid] = NodeState(status="pending", pending_deps=len(graph.in_edges[nid]), active_in=0 if graph.in_edges[nid] else 1)
+        skipped: set[str] = set()
+        for nid in graph.topo:
+            if nid in keep:
+                res, _ = resolve(graph, nid, Outcome(status="succeeded", output=rows[nid].output), lambda ids: {i: states[i] for i in ids})
+                skipped.update(res.skipped)
+        tx.event("run.resumed", data={"status": "running", "mode": mode, "resumes": locked.resumes, "kept": sorted(keep)})
+        locked.nodes_done = len(keep)
+        locked.in_flight = 0
+        locked.ready_waiting = 0
+        ready: list[NodeRun] = []
+        changed: list[NodeRun] = []
+        for nid in graph.topo:
+            if nid in keep:
+                continue
+            row = rows[nid]
+            st = states[nid]
+            row.status = NodeStatus.PENDING  # reopening is the one place a terminal node goes back
+            row.pending_deps = st.pending_deps
+            row.active_in = st.active_in
+            row.finished_at = None
+            row.lease_until = None
+            row.next_attempt_at = None
+            row.worker_lost = 0
+            row.state = None
+            row.output = None
+            changed.append(row)
+            if nid in skipped:
+                row.status = NodeStatus.SKIPPED
+                row.finished_at = tx.now
+                locked.nodes_done += 1
+                tx.event("node.skipped", nid, _node_event_data(row, reason="no_active_incoming_edge"))
+            elif st.pending_deps == 0 and st.active_in > 0:
+                ready.append(row)
+        changed += _admit(tx, ready)
+        if locked.nodes_done >= locked.nodes_total:
+            _finalize(tx)
+        _save_nodes(changed)
+        tx.flush(RUN_FIELDS)
+    return locked
+
+
+def run_resume(*, run: Run) -> Run:
+    return _reopen(run=run, mode="resume")
+
+
+def run_retry(*, run: Run) -> Run:
+    return _reopen(run=run, mode="retry")
+
+
+# --------------------------------------------------------------------------- leases and the sweeper
+
+
+def node_leases_renew(*, node_run_ids: list[int]) -> int:
+    if not node_run_ids:
+        return 0
+    until = timezone.now() + timedelta(seconds=settings.ZYRA_LEASE_S)
+    return NodeRun.objects.filter(id__in=node_run_ids, status=NodeStatus.RUNNING).update(lease_until=until)
+
+
+@dataclass
+class SweepReport:
+    lost: int = 0
+    resent: int = 0
+    woken: int = 0
+    timed_out_runs: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"lost": self.lost, "resent": self.resent, "woken": self.woken, "timed_out_runs": self.timed_out_runs}
+
+
+def sweep(*, limit: int = 500) -> SweepReport:
+    """Recover what Celery lost. Safe to run in several places at once (SKIP LOCKED on the run row)."""
+    report = SweepReport()
+    now = timezone.now()
+    requeue_after = timedelta(seconds=settings.ZYRA_REQUEUE_AFTER_S)
+    wake_grace = timedelta(seconds=settings.ZYRA_WAKE_GRACE_S)
+    candidates = (
+        NodeRun.objects.filter(
+            Q(status=NodeStatus.RUNNING, lease_until__lt=now)
+            | Q(status=NodeStatus.QUEUED, dispatched_at__lt=now - requeue_after)
+            | Q(status__in=[NodeStatus.DEFERRED, NodeStatus.RETRYING], next_attempt_at__lt=now - wake_grace)
+        )
+        .filter(run__status=RunStatus.RUNNING)
+        .values_list("run_id", flat=True)
+        .distinct()[:limit]
+    )
+    run_ids = list(dict.fromkeys(candidates))
+    expired_runs = list(
+        Run.objects.filter(status=RunStatus.RUNNING, deadline_at__lt=now).values_list("id", flat=True)[:limit]
+    )
+    for run_id in expired_runs:
+        with transaction.atomic():
+            run = Run.objects.select_for_update(skip_locked=True).filter(id=run_id, status=RunStatus.RUNNING).first()
+            if run is None:
+                continue
+            tx = RunTx(run)
+            _terminate_open_nodes(tx, NodeStatus.CANCELLED, "run_timed_out")
+            _set_run_status(run, RunStatus.TIMED_OUT)
+            run.error = {"code": "timeout", "message": "the run passed its deadline"}
+            run.finished_at = tx.now
+            tx.event("run.timed_out", data={"status": "timed_out", "error": run.error, "duration_ms": run.duration_ms})
+            tx.flush(RUN_FIELDS)
+            report.timed_out_runs += 1
+    for run_id in run_ids:
+        _sweep_run(run_id, report)
+    if report.lost or report.resent or report.woken or report.timed_out_runs:
+        log.info("executions.sweep", extra=report.as_dict())
+    return report
+
+
+def _sweep_run(run_id: Any, report: SweepReport) -> None:
+    with transaction.atomic():
+        run = Run.objects.select_for_update(skip_locked=True).filter(id=run_id, status=RunStatus.RUNNING).first()
+        if run is None:
+            return
+        tx = RunTx(run)
+        now = tx.now
+        graph = graph_for_version(run.version_id)
+        rows = list(NodeRun.objects.filter(run=run, status__in=[NodeStatus.RUNNING, NodeStatus.QUEUED, NodeStatus.DEFERRED, NodeStatus.RETRYING]))
+        changed: list[NodeRun] = []
+        for nr in rows:
+            if run.status != RunStatus.RUNNING:
+                break
+            if nr.status == NodeStatus.RUNNING and nr.lease_until is not None and nr.lease_until < now:
+                timeout = node_timeout_s(graph, nr.node_id)
+                overran = nr.attempts and _started(nr) is not None and (now - _started(nr)).total_seconds() > timeout
+                code = "timeout" if overran else "worker_lost"
+                message = "the node passed its timeout" if overran else "the worker running this attempt stopped renewing its lease"
+                if code == "worker_lost":
+                    nr.worker_lost += 1
+                result = Result(kind="error", error={"code": code, "message": message})
+                _close_attempt(nr, now, result)
+                report.lost += 1
+                if code == "worker_lost" and nr.worker_lost <= settings.ZYRA_WORKER_LOST_MAX:
+                    # A lost worker does not spend the node's retry budget; it has its own.
+                    nr.error = result.error
+                    nr.lease_until = None
+                    tx.event("node.retrying", nr.node_id, _node_event_data(nr, error=result.error, delay_s=0))
+                    _queue(tx, nr)
+                    changed.append(nr)
+                else:
+                    changed.append(nr)
+                    changed += _handle_error(tx, graph, nr, result, _edge_evaluator(run))
+            elif nr.status == NodeStatus.QUEUED and nr.dispatched_at is not None and nr.dispatched_at < now - timedelta(seconds=settings.ZYRA_REQUEUE_AFTER_S):
+                nr.dispatched_at = now
+                tx.send(nr.id, nr.attempt, nr.queue)
+                changed.append(nr)
+                report.resent += 1
+            elif nr.status in {NodeStatus.DEFERRED, NodeStatus.RETRYING} and nr.next_attempt_at is not None and nr.next_attempt_at < now - timedelta(seconds=settings.ZYRA_WAKE_GRACE_S):
+                # Its countdown message was lost or it waits longer than a countdown may: send it now.
+                _set_node_status(nr, NodeStatus.QUEUED)
+                nr.next_attempt_at = None
+                nr.dispatched_at = now
+                tx.send(nr.id, nr.attempt, nr.queue)
+                changed.append(nr)
+                report.woken += 1
+        _save_nodes(changed)
+        tx.flush(RUN_FIELDS)
+
+
+def _started(nr: NodeRun) -> Any:
+    from django.utils.dateparse import parse_datetime
+
+    if not nr.attempts:
+        return None
+    raw = nr.attempts[-1].get("started_at")
+    return parse_datetime(raw) if raw else None
+
+
+def _edge_evaluator(run: Run) -> Any:
+    from executions.executor import edge_condition_evaluator
+
+    return edge_condition_evaluator(run)

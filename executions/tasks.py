@@ -1,0 +1,27 @@
+"""Celery tasks: thin. They take ids, call one service, return.
+
+``acks_late`` + ``reject_on_worker_lost`` are safe because every service is
+idempotent: a duplicate or stale ``execute_node`` finds nothing to claim.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+log = logging.getLogger("executions.tasks")
+
+
+@shared_task(name="executions.execute_node", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def execute_node(node_run_id: int, attempt: int) -> None:
+    from executions.executor import node_execute
+
+    node_execute(node_run_id=node_run_id, attempt=attempt)
+
+
+@shared_task(name="executions.sweep", ignore_result=True)
+def sweep() -> dict[str, int]:
+    from executions.services import sweep as do_sweep
+
+    return do_sweep().as_dict()
