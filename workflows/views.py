@@ -1,0 +1,281 @@
+"""Workflow API views: thin, they parse, call a selector or a service, serialise.
+
+Every object lookup goes through the owner-scoped selectors, so another
+user's workflow answers 404 exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ParseError
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from workflows import selectors, services
+from workflows.schema import definition_schema, node_type_registry
+from workflows.serializers import (
+    ErrorSerializer,
+    NodeTypeSerializer,
+    ValidateRequestSerializer,
+    ValidateResponseSerializer,
+    WorkflowSerializer,
+    WorkflowVersionDetailSerializer,
+    WorkflowVersionSerializer,
+    WorkflowWriteSerializer,
+)
+from workflows.validation import validate_definition
+from zyra.errors import ErrorDetail, ZyraError, pointer
+
+MAX_BODY_DEPTH = 80  # the definition may nest 64 deep (validation); the body wraps it
+
+
+class StrictJSONParser(JSONParser):
+    """JSON bodies that PostgreSQL can store and Python can walk.
+
+    Rejects, with a 4xx and a pointer, what the stock parser lets through to
+    become a 500 later: bodies over the upload cap, nesting deep enough to
+    exhaust the stack, NUL characters and lone surrogates (not storable in
+    jsonb/UTF-8), numbers that overflow to infinity.
+    """
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        cap = int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 5 * 1024 * 1024)
+        raw = stream.read(cap + 1) if stream is not None else b""
+        if len(raw) > cap:
+            message = f"The request body is larger than {cap} bytes."
+            raise ZyraError("body_too_large", message, [ErrorDetail("", "body_too_large", message)], 413)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"the body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        try:
+            data = json.loads(text, parse_constant=_reject_constant)
+        except RecursionError:
+            raise _bad_body("", "too_deeply_nested", "The body nests too deeply.") from None
+        except ValueError as exc:
+            raise ParseError(str(exc)) from None
+        _check_body(data)
+        return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _bad_body(path: str, code: str, message: str) -> ZyraError:
+    return ZyraError(code, message, [ErrorDetail(path, code, message)], 400)
+
+
+def _check_body(data: Any) -> None:
+    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            if len(path) >= MAX_BODY_DEPTH:
+                raise _bad_body(pointer(*path), "too_deeply_nested", f"The body nests deeper than {MAX_BODY_DEPTH} levels.")
+            for key, value in item.items():
+                _check_text(key, (*path, key))
+                stack.append((value, (*path, key)))
+        elif isinstance(item, list):
+            if len(path) >= MAX_BODY_DEPTH:
+                raise _bad_body(pointer(*path), "too_deeply_nested", f"The body nests deeper than {MAX_BODY_DEPTH} levels.")
+            stack.extend((value, (*path, str(i))) for i, value in enumerate(item))
+        elif isinstance(item, str):
+            _check_text(item, path)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise _bad_body(pointer(*path), "invalid_number", "The number is too large.")
+
+
+def _check_text(text: str, path: tuple[str, ...]) -> None:
+    if "\x00" in text:
+        raise _bad_body(pointer(*path), "invalid_string", "Text must not contain NUL characters.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad_body(pointer(*path), "invalid_string", "Text must not contain unpaired surrogates.") from None
+
+
+@contextmanager
+def _definition_errors_at(prefix: str) -> Iterator[None]:
+    """Service errors point into the definition; the client wants pointers into its body."""
+    try:
+        yield
+    except ZyraError as exc:
+        if exc.code not in {"invalid_definition", "definition_too_large"}:
+            raise
+        details = [ErrorDetail(prefix + d.path, d.code, d.message) for d in exc.details]
+        raise ZyraError(exc.code, exc.message, details, exc.status) from None
+
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Invalid request; details carry JSON pointers into the body"),
+    401: OpenApiResponse(ErrorSerializer, description="No or bad credentials"),
+    403: OpenApiResponse(ErrorSerializer, description="Forbidden"),
+    404: OpenApiResponse(ErrorSerializer, description="Not found (or another user's workflow)"),
+    405: OpenApiResponse(ErrorSerializer, description="Method not allowed"),
+    406: OpenApiResponse(ErrorSerializer, description="Not acceptable"),
+    413: OpenApiResponse(ErrorSerializer, description="Body or definition too large"),
+    415: OpenApiResponse(ErrorSerializer, description="Unsupported media type"),
+}
+READ_ERRORS = {k: v for k, v in ERRORS.items() if k in {400, 401, 403, 404, 405, 406}}
+WORKFLOW_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
+class _Base(GenericAPIView):
+    parser_classes = [StrictJSONParser]
+
+
+class WorkflowListView(_Base):
+    serializer_class = WorkflowSerializer
+
+    @extend_schema(operation_id="workflows_list", responses={200: WorkflowSerializer(many=True), **READ_ERRORS})
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(selectors.workflow_list(user=request.user))
+        return self.get_paginated_response(WorkflowSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="workflows_create",
+        request=WorkflowWriteSerializer,
+        responses={201: WorkflowSerializer, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        body = WorkflowWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        with _definition_errors_at("/definition"):
+            workflow = services.workflow_create(
+                owner=request.user,
+                name=data["name"],
+                description=data.get("description", ""),
+                tags=data.get("tags", []),
+                definition=data["definition"],
+            )
+        return Response(WorkflowSerializer(workflow).data, status=status.HTTP_201_CREATED)
+
+
+class WorkflowDetailView(_Base):
+    serializer_class = WorkflowSerializer
+
+    @extend_schema(operation_id="workflows_retrieve", parameters=[WORKFLOW_ID], responses={200: WorkflowSerializer, **READ_ERRORS})
+    def get(self, request: Request, pk: str) -> Response:
+        workflow = selectors.workflow_get(user=request.user, workflow_id=pk)
+        return Response(WorkflowSerializer(workflow).data)
+
+    @extend_schema(
+        operation_id="workflows_update",
+        parameters=[WORKFLOW_ID],
+        request=WorkflowWriteSerializer,
+        responses={200: WorkflowSerializer, **ERRORS},
+        description="Replace name, description, tags and definition. A changed definition becomes a new version.",
+    )
+    def put(self, request: Request, pk: str) -> Response:
+        return self._save(request, pk, partial=False)
+
+    @extend_schema(
+        operation_id="workflows_partial_update",
+        parameters=[WORKFLOW_ID],
+        request=WorkflowWriteSerializer(partial=True),
+        responses={200: WorkflowSerializer, **ERRORS},
+        description="Change some fields. A changed definition becomes a new version.",
+    )
+    def patch(self, request: Request, pk: str) -> Response:
+        return self._save(request, pk, partial=True)
+
+    def _save(self, request: Request, pk: str, *, partial: bool) -> Response:
+        workflow = selectors.workflow_get(user=request.user, workflow_id=pk)
+        body = WorkflowWriteSerializer(data=request.data, partial=partial)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        with _definition_errors_at("/definition"):
+            workflow = services.workflow_update(
+                workflow=workflow,
+                user=request.user,
+                name=data.get("name"),
+                description=data.get("description"),
+                tags=data.get("tags"),
+                definition=data.get("definition"),
+                replace_definition="definition" in data,
+            )
+        return Response(WorkflowSerializer(workflow).data)
+
+    @extend_schema(operation_id="workflows_destroy", parameters=[WORKFLOW_ID], responses={204: None, **READ_ERRORS})
+    def delete(self, request: Request, pk: str) -> Response:
+        workflow = selectors.workflow_get(user=request.user, workflow_id=pk)
+        services.workflow_archive(workflow=workflow, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WorkflowVersionListView(_Base):
+    serializer_class = WorkflowVersionSerializer
+
+    @extend_schema(operation_id="workflows_versions_list", parameters=[WORKFLOW_ID], responses={200: WorkflowVersionSerializer(many=True), **READ_ERRORS})
+    def get(self, request: Request, pk: str) -> Response:
+        workflow = selectors.workflow_get(user=request.user, workflow_id=pk)
+        page = self.paginate_queryset(selectors.workflow_version_list(workflow=workflow))
+        return self.get_paginated_response(WorkflowVersionSerializer(page, many=True).data)
+
+
+class WorkflowVersionDetailView(_Base):
+    serializer_class = WorkflowVersionDetailSerializer
+
+    @extend_schema(
+        operation_id="workflows_versions_retrieve",
+        parameters=[WORKFLOW_ID, OpenApiParameter("number", OpenApiTypes.INT, OpenApiParameter.PATH)],
+        responses={200: WorkflowVersionDetailSerializer, **READ_ERRORS},
+    )
+    def get(self, request: Request, pk: str, number: int) -> Response:
+        workflow = selectors.workflow_get(user=request.user, workflow_id=pk)
+        version = selectors.workflow_version_get(workflow=workflow, number=number)
+        return Response(WorkflowVersionDetailSerializer(version).data)
+
+
+class WorkflowValidateView(_Base):
+    serializer_class = ValidateRequestSerializer
+
+    @extend_schema(
+        operation_id="workflows_validate",
+        request=ValidateRequestSerializer,
+        responses={200: ValidateResponseSerializer, **ERRORS},
+        description="Validate a definition without storing it. Error paths point into the request body (/definition/...).",
+    )
+    def post(self, request: Request) -> Response:
+        body = ValidateRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        definition = body.validated_data["definition"]
+        cap = int(settings.ZYRA_MAX_DEFINITION_BYTES)
+        if services.definition_size(definition) > cap:
+            errors = [ErrorDetail("/definition", "definition_too_large", f"The definition is larger than {cap} bytes.")]
+        else:
+            errors = [ErrorDetail("/definition" + e.path, e.code, e.message) for e in validate_definition(definition, owner=request.user)]
+        return Response({"valid": not errors, "errors": [e.as_dict() for e in errors]})
+
+
+class NodeTypeListView(_Base):
+    serializer_class = NodeTypeSerializer
+    pagination_class = None
+
+    @extend_schema(operation_id="node_types_list", responses={200: NodeTypeSerializer(many=True), **READ_ERRORS})
+    def get(self, request: Request) -> Response:
+        return Response(node_type_registry())
+
+
+class DefinitionSchemaView(_Base):
+    pagination_class = None
+
+    @extend_schema(
+        operation_id="workflows_schema",
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="JSON Schema (2020-12) of a workflow definition"), **READ_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(definition_schema())
