@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from executions.web_views import live_js, run_live
+
+urlpatterns: list = [
+    path("runs/<uuid:run_id>/live/", run_live, name="run-live"),
+    path("runs/live.js", live_js, name="run-live-js"),
+]

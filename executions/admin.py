@@ -1,0 +1,3 @@
+"""Admin registrations of the executions app, one module per concern (additive imports only)."""
+
+from executions.admin_runs import *  # noqa: F401,F403
