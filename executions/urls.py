@@ -10,3 +10,8 @@ urlpatterns = [
     path("runs/<uuid:run_id>/resume/", views.RunActionView.as_view(action_name="resume"), name="run-resume"),
     path("runs/<uuid:run_id>/retry/", views.RunActionView.as_view(action_name="retry"), name="run-retry"),
 ]
+
+# Event log (live monitoring, executions/event_views.py).
+from executions.event_views import RunEventsView  # noqa: E402
+
+urlpatterns += [path("runs/<uuid:run_id>/events/", RunEventsView.as_view(), name="run-events")]
