@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from secrets_vault.models import Secret
+from secrets_vault.services import NAME_RE
 from zyra.errors import NotFound
 
 METADATA_FIELDS = ("id", "owner_id", "name", "description", "key_id", "fingerprint", "created_at", "updated_at", "last_used_at")
@@ -23,7 +24,8 @@ def secret_get(*, owner: Any, ref: str) -> Secret:
     secret = None
     if isinstance(ref, str) and ref.isdigit() and len(ref) < 19:
         secret = qs.filter(pk=int(ref)).first()
-    elif isinstance(ref, str) and len(ref) <= 100:
+    elif isinstance(ref, str) and NAME_RE.match(ref):
+        # Only well-formed names reach the database (a NUL byte would be a 500).
         secret = qs.filter(name=ref).first()
     if secret is None:
         raise NotFound("Secret not found.")

@@ -14,7 +14,7 @@ from django.utils import timezone
 from secrets_vault import crypto
 from secrets_vault.keyring import get_keyring
 from secrets_vault.models import Secret
-from zyra.errors import Conflict, ErrorDetail, NotFound, ZyraError
+from zyra.errors import Conflict, ErrorDetail, ZyraError
 from zyra.redaction import MIN_SECRET_LEN
 
 log = logging.getLogger("secrets_vault.services")
