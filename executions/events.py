@@ -68,6 +68,19 @@ class RunTx:
         self.events: list[RunEvent] = []
         self.dispatch: list[tuple[int, int, str, float]] = []  # (node_run_id, attempt, queue, countdown)
         self.now = timezone.now()
+        self.dirty: dict[int, Any] = {}  # node runs changed in memory, saved before any read and at flush
+
+    def touch(self, *rows: Any) -> None:
+        for row in rows:
+            self.dirty[row.pk] = row
+
+    def save_dirty(self) -> None:
+        if self.dirty:
+            from executions.services import NODE_FIELDS
+            from executions.models import NodeRun
+
+            NodeRun.objects.bulk_update(list(self.dirty.values()), NODE_FIELDS)
+            self.dirty = {}
 
     def event(self, type_: str, node_id: str = "", data: dict[str, Any] | None = None) -> RunEvent:
         run = self.run
@@ -85,7 +98,8 @@ class RunTx:
         self.dispatch.append((node_run_id, attempt, queue, countdown))
 
     def flush(self, run_fields: list[str]) -> None:
-        """Save the run's changed fields and the events; schedule broadcast and dispatch after commit."""
+        """Save the run's changed fields, node runs and events; schedule broadcast and dispatch after commit."""
+        self.save_dirty()
         fields = list(dict.fromkeys([*run_fields, "event_seq"])) if self.events else run_fields
         if fields:
             self.run.save(update_fields=fields)

@@ -210,7 +210,6 @@ def run_start(
             changed = _admit(tx, ready)
             if not created:
                 _finalize(tx)
-            NodeRun.objects.bulk_update(changed, ["status", "attempt", "dispatched_at"])
             tx.flush(RUN_FIELDS)
     except IntegrityError:
         if idempotency_key is None:
@@ -232,6 +231,7 @@ def _queue(tx: RunTx, nr: NodeRun, countdown: float = 0.0) -> None:
     nr.next_attempt_at = None
     if not was_in_flight:
         tx.run.in_flight += 1
+    tx.touch(nr)
     tx.event("node.queued", nr.node_id, _node_event_data(nr))
     tx.send(nr.id, nr.attempt, nr.queue, countdown)
 
@@ -350,6 +350,7 @@ def node_complete(*, node_run_id: int, attempt: int, result: Result, evaluate: A
         if result.inputs is not None:
             nr.inputs = result.inputs
         _close_attempt(nr, now, result)
+        tx.touch(nr)
         changed: list[NodeRun] = [nr]
         if result.kind == "defer":
             _set_node_status(nr, NodeStatus.DEFERRED)
@@ -372,7 +373,7 @@ def node_complete(*, node_run_id: int, attempt: int, result: Result, evaluate: A
                 output=result.output, passthrough=result.kind == "skipped_passthrough"), evaluate)
         else:
             changed += _handle_error(tx, graph, nr, result, evaluate)
-        _save_nodes(changed)
+        tx.touch(*changed)
         tx.flush(RUN_FIELDS)
     return True
 
@@ -399,6 +400,7 @@ def _handle_error(tx: RunTx, graph: Graph, nr: NodeRun, result: Result, evaluate
     policy = _policy_for(graph, nr.node_id)
     nr.error = error
     nr.lease_until = None
+    tx.touch(nr)
     run = tx.run
     if is_retryable(code) and nr.attempt < policy.max_attempts:
         delay = backoff_delay(policy, nr.attempt)
@@ -437,6 +439,7 @@ def _finish(
     nr.finished_at = tx.now
     nr.lease_until = None
     nr.next_attempt_at = None
+    tx.touch(nr)
     if was_in_flight:
         run.in_flight = max(0, run.in_flight - 1)
     run.nodes_done += 1
@@ -483,6 +486,7 @@ def _route(tx: RunTx, graph: Graph, node_id: str, outcome: Outcome, evaluate: An
             row.pending_deps = st.pending_deps
             row.active_in = st.active_in
             changed.append(row)
+            tx.touch(row)
     for edge in resolution.edges_taken:
         tx.event("edge.taken", edge.target, {"edge_id": edge.id, "source": edge.source, "target": edge.target})
     for edge in resolution.edges_skipped:
@@ -500,6 +504,7 @@ def _route(tx: RunTx, graph: Graph, node_id: str, outcome: Outcome, evaluate: An
 
 def _finalize(tx: RunTx) -> None:
     run = tx.run
+    tx.save_dirty()
     if run.failed_stop:
         new = RunStatus.FAILED
     elif run.failed_continue > 0:
@@ -527,6 +532,7 @@ def _run_finished_hooks(workflow_id: Any) -> None:
 
 def _terminate_open_nodes(tx: RunTx, to_status: str, reason: str) -> None:
     run = tx.run
+    tx.save_dirty()
     open_rows = list(NodeRun.objects.filter(run=run).exclude(status__in=list(NODE_TERMINAL)))
     for row in open_rows:
         _set_node_status(row, to_status)
@@ -535,7 +541,7 @@ def _terminate_open_nodes(tx: RunTx, to_status: str, reason: str) -> None:
         row.next_attempt_at = None
         run.nodes_done += 1
         tx.event(f"node.{to_status}", row.node_id, _node_event_data(row, reason=reason))
-    _save_nodes(open_rows)
+    tx.touch(*open_rows)
     run.in_flight = 0
     run.ready_waiting = 0
 
@@ -644,7 +650,7 @@ def _reopen(*, run: Run, mode: str) -> Run:
         changed += _admit(tx, ready)
         if locked.nodes_done >= locked.nodes_total:
             _finalize(tx)
-        _save_nodes(changed)
+        tx.touch(*changed)
         tx.flush(RUN_FIELDS)
     return locked
 
@@ -764,7 +770,7 @@ def _sweep_run(run_id: Any, report: SweepReport) -> None:
                 tx.send(nr.id, nr.attempt, nr.queue)
                 changed.append(nr)
                 report.woken += 1
-        _save_nodes(changed)
+        tx.touch(*changed)
         tx.flush(RUN_FIELDS)
 
 
