@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -134,6 +135,12 @@ WORKFLOW_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 class _Base(GenericAPIView):
     parser_classes = [StrictJSONParser]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, RequestDataTooBig):
+            message = f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+            exc = ZyraError("body_too_large", message, [ErrorDetail("", "body_too_large", message)], 413)
+        return super().handle_exception(exc)
 
 
 class WorkflowListView(_Base):
