@@ -178,8 +178,19 @@ def _cap(items: list[Any], op: str) -> list[Any]:
     return items
 
 
+def _canon(value: Any) -> Any:
+    """Integral floats as ints, so 1 and 1.0 are one value (as in JSON)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _canon(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canon(v) for v in value]
+    return value
+
+
 def _json_key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(_canon(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _text(value: Any) -> str:

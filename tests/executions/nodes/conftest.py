@@ -16,7 +16,7 @@ def make_ctx(
     node_type: str,
     config: Any = None,
     *,
-    input: Any = None,  # noqa: A002 - mirrors NodeContext.input
+    input: Any = None,
     inputs_by_node: dict[str, Any] | None = None,
     run_input: dict[str, Any] | None = None,
     state: Any = None,
