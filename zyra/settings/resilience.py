@@ -6,7 +6,7 @@ Per-service overrides of the breaker and limiter numbers live in the
 
 from __future__ import annotations
 
-from zyra.env import env_float, env_int
+from zyra.env import env_bool, env_float, env_int, env_str
 
 # --- safe HTTP ---------------------------------------------------------------
 ZYRA_HTTP_MAX_RESPONSE_BYTES = env_int("ZYRA_HTTP_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
@@ -47,3 +47,14 @@ ZYRA_RATE_LIMIT_PER_S = env_float("ZYRA_RATE_LIMIT_PER_S", 100.0)
 ZYRA_RATE_LIMIT_BURST = env_int("ZYRA_RATE_LIMIT_BURST", 100)
 # Upper bound on an upstream Retry-After we honour (a hostile server cannot park us for days).
 ZYRA_RETRY_AFTER_MAX_S = env_float("ZYRA_RETRY_AFTER_MAX_S", 3600.0)
+
+# --- email (EMAIL node) --------------------------------------------------------
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "zyra@localhost")
