@@ -7,7 +7,8 @@ from zyra.env import env_float, env_int, env_str
 # Empty broker URL = embedded: kombu's in-memory transport and an in-process worker.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or "memory://"
 ZYRA_EMBEDDED_BROKER = CELERY_BROKER_URL.startswith("memory://")
-CELERY_RESULT_BACKEND = None
+# Results are ignored (the database is the record); benchmarks of bare chords set one.
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -1,0 +1,170 @@
+"""Engine vs bare Celery, same broker (Redis), same worker process, same run.
+
+1. Hand-off: a 200-node chain of trivial nodes vs a bare Celery chain of 200 no-ops.
+2. Windmill's workload: 40 sequential light nodes (CALCULATOR fib(10)) from the API call to the run's end.
+3. Fan-out/fan-in: 1 -> 500 trivial nodes -> 1 join vs a bare Celery chord of 500.
+4. Parallel speedup: 8 branches x 4 nodes, each 200 ms of I/O on a local endpoint, vs the critical
+   path (0.8 s) and vs sequential mode.
+
+Usage: .venv/bin/python bench/bench_engine.py [--quick]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+import uuid
+from typing import Any
+
+from common import Workers, bench_user, emit, setup_django, table, wait_run
+
+QUICK = "--quick" in sys.argv
+REPEAT = 1 if QUICK else 3
+
+
+def calc(node_id: str) -> dict[str, Any]:
+    return {"id": node_id, "type": "CALCULATOR", "data": {"config": {"operation": "add", "a": 1, "b": 2}}}
+
+
+def workflow(user: Any, definition: dict[str, Any]) -> Any:
+    from workflows.services import workflow_create
+
+    return workflow_create(owner=user, name=f"bench-{uuid.uuid4().hex[:8]}", definition=definition)
+
+
+def run_once(user: Any, wf: Any, timeout: float = 600) -> tuple[float, Any]:
+    from executions import services
+
+    t0 = time.perf_counter()
+    run = services.run_start(workflow=wf, inputs={}, user=user)
+    run = wait_run(run.id, timeout=timeout)
+    return time.perf_counter() - t0, run
+
+
+def bare_chain(n: int) -> float:
+    import redis
+    from celery import chain
+    from django.conf import settings
+
+    from bare_tasks import mark, noop
+
+    r = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    key = f"bench:chain:{uuid.uuid4().hex}"
+    sigs = [noop.si().set(queue="cpu") for _ in range(n - 1)] + [mark.si(key=key).set(queue="cpu")]
+    t0 = time.time()
+    chain(*sigs).apply_async()
+    while not r.get(key):
+        time.sleep(0.001)
+    return float(r.get(key)) - t0
+
+
+def bare_chord(n: int) -> float:
+    import redis
+    from celery import chord
+    from django.conf import settings
+
+    from bare_tasks import join, member
+
+    r = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    key = f"bench:chord:{uuid.uuid4().hex}"
+    t0 = time.time()
+    chord([member.si(i).set(queue="cpu") for i in range(n)], join.s(key=key).set(queue="cpu")).apply_async()
+    while not r.get(key):
+        time.sleep(0.002)
+    return float(r.get(key).decode().split(":")[0]) - t0
+
+
+def main() -> None:
+    backend = "redis://127.0.0.1:6379/11"
+    setup_django({"CELERY_RESULT_BACKEND": backend})
+    from django.conf import settings
+
+    from tests.support.servers import LocalServer
+
+    server = LocalServer()
+    server.slow("/io", 0.2)
+    settings.ZYRA_HTTP_ALLOWLIST = ["127.0.0.1"]
+    user = bench_user()
+    workers = Workers()
+    workers.start(1, pool="threads", concurrency=16, include="bench.bare_tasks", extra_env={"CELERY_RESULT_BACKEND": backend})
+    figures: dict[str, Any] = {}
+    try:
+        # 1. hand-off
+        n = 200
+        chain_def = {"nodes": [calc(f"n{i}") for i in range(n)], "edges": [{"id": f"e{i}", "source": f"n{i}", "target": f"n{i+1}"} for i in range(n - 1)]}
+        wf = workflow(user, chain_def)
+        run_once(user, wf)  # warm-up
+        bare_chain(20)
+        eng = [run_once(user, wf)[0] for _ in range(REPEAT)]
+        bare = [bare_chain(n) for _ in range(REPEAT)]
+        eng_ms, bare_ms = statistics.median(eng) / n * 1000, statistics.median(bare) / n * 1000
+        figures.update(handoff_engine_ms_per_node=round(eng_ms, 2), handoff_bare_ms_per_hop=round(bare_ms, 2),
+                       handoff_ratio=round(eng_ms / bare_ms, 2))
+
+        # 2. Windmill: 40 sequential fib(10), from the API call to the run's end
+        from rest_framework.test import APIClient
+
+        fib = {"nodes": [{"id": f"f{i}", "type": "CALCULATOR", "data": {"config": {"operation": "fibonacci", "n": 10}}} for i in range(40)],
+               "edges": [{"id": f"e{i}", "source": f"f{i}", "target": f"f{i+1}"} for i in range(39)]}
+        wf40 = workflow(user, fib)
+        client = APIClient()
+        client.force_authenticate(user)
+        times = []
+        for _ in range(REPEAT + 1):
+            t0 = time.perf_counter()
+            resp = client.post(f"/api/workflows/{wf40.id}/runs/", {"inputs": {}}, format="json")
+            assert resp.status_code == 202, resp.content
+            run = wait_run(resp.json()["id"])
+            assert run.status == "succeeded", run.status
+            times.append(time.perf_counter() - t0)
+        figures["windmill_40_sequential_s"] = round(statistics.median(times[1:]), 3)
+
+        # 3. fan-out / fan-in 500
+        width = 500
+        fan = {"nodes": [calc("start")] + [calc(f"m{i}") for i in range(width)] + [{"id": "join", "type": "MERGE", "data": {"config": {"mode": "list"}}}],
+               "edges": [{"id": f"a{i}", "source": "start", "target": f"m{i}"} for i in range(width)]
+               + [{"id": f"b{i}", "source": f"m{i}", "target": "join"} for i in range(width)],
+               "settings": {"max_parallel_nodes": 1000}}
+        wff = workflow(user, fan)
+        eng = [run_once(user, wff)[0] for _ in range(REPEAT)]
+        bare = [bare_chord(width) for _ in range(REPEAT)]
+        figures.update(fanout500_engine_s=round(statistics.median(eng), 3), fanout500_bare_chord_s=round(statistics.median(bare), 3),
+                       fanout500_ratio=round(statistics.median(eng) / statistics.median(bare), 2))
+
+        # 4. parallel speedup: 8 x 4 nodes of 200 ms I/O
+        def branches(sequential: bool) -> dict[str, Any]:
+            nodes = [{"id": "start", "type": "MANUAL", "data": {}}]
+            edges = []
+            for b in range(8):
+                for k in range(4):
+                    nid = f"b{b}n{k}"
+                    nodes.append({"id": nid, "type": "HTTP_REQUEST", "data": {"config": {"url": server.url("/io")}}})
+                    src = "start" if k == 0 else f"b{b}n{k-1}"
+                    edges.append({"id": f"{src}->{nid}", "source": src, "target": nid})
+            return {"nodes": nodes, "edges": edges, "settings": {"max_parallel_nodes": 16, "sequential": sequential}}
+
+        wfp = workflow(user, branches(False))
+        wfs = workflow(user, branches(True))
+        par = [run_once(user, wfp)[0] for _ in range(REPEAT)]
+        seq = run_once(user, wfs)[0]
+        makespan = statistics.median(par)
+        figures.update(parallel_makespan_s=round(makespan, 3), parallel_critical_path_s=0.8,
+                       parallel_vs_critical_path=round(makespan / 0.8, 2), sequential_s=round(seq, 3),
+                       parallel_speedup_vs_sequential=round(seq / makespan, 2))
+    finally:
+        workers.stop()
+        server.close()
+
+    table("Engine vs bare Celery (same broker, same worker, same run)", [
+        ("hand-off per node (200 chain)", f"{figures['handoff_engine_ms_per_node']} ms", f"{figures['handoff_bare_ms_per_hop']} ms", f"{figures['handoff_ratio']}x", "<= 3x"),
+        ("fan-out/fan-in 500", f"{figures['fanout500_engine_s']} s", f"{figures['fanout500_bare_chord_s']} s", f"{figures['fanout500_ratio']}x", "<= 2x"),
+        ("40 sequential fib(10), API to end", f"{figures['windmill_40_sequential_s']} s", "-", "-", "< 0.5 s"),
+        ("8x4 x 200 ms I/O makespan", f"{figures['parallel_makespan_s']} s", f"critical path 0.8 s", f"{figures['parallel_vs_critical_path']}x", "<= 1.2x"),
+        ("  sequential mode", f"{figures['sequential_s']} s", "-", f"speedup {figures['parallel_speedup_vs_sequential']}x", ">= 5x"),
+    ], ("measure", "engine", "baseline", "ratio", "target"))
+    emit(figures)
+
+
+if __name__ == "__main__":
+    main()
