@@ -137,13 +137,14 @@ def _submit(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) ->
 
 
 def _done(future: Future[Any]) -> None:
-    with _pending_lock:
-        _pending.discard(future)
-    if future.cancelled():
-        return
-    exc = future.exception()
-    if exc is not None:
-        log.error("executions.broadcast_failed error=%s", f"{type(exc).__name__}: {exc}")
+    try:
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None:
+            log.error("executions.broadcast_failed error=%s", f"{type(exc).__name__}: {exc}")
+    finally:
+        # Last, so that flush() returns only once the outcome is logged.
+        with _pending_lock:
+            _pending.discard(future)
 
 
 async def _send_all(layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
