@@ -37,7 +37,7 @@ def parallel_definition(width: int = 17, delay_s: float = 1.0) -> dict[str, Any]
 def test_client_receives_every_event_of_a_20_node_parallel_run_once_in_order(
     asgi_server: AsgiServer, worker: Any, user: Any, api: Any
 ) -> None:
-    wf = make_workflow(user, parallel_definition(width=17))
+    wf = make_workflow(user, parallel_definition(width=17, delay_s=2.0))
     run = services.run_start(workflow=wf, inputs={}, user=user)
     assert run.nodes_total == 20
     stream = read(f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}", origin=asgi_server.http, timeout=60)
