@@ -424,8 +424,12 @@ def _handle_error(tx: RunTx, graph: Graph, nr: NodeRun, result: Result, evaluate
         run.failed_continue += 1
         return _finish(tx, graph, nr, status, Outcome(status="failed"), evaluate)
     # stop: the run fails now; everything not finished is cancelled.
+    run_error = {"code": code, "message": str(error.get("message", "")), "node_id": nr.node_id}
+    run.failed_stop = True
+    run.error = run_error
     changed = _finish(tx, graph, nr, status, Outcome(status="failed"), evaluate, route=False)
-    _fail_run(tx, {"code": code, "message": str(error.get("message", "")), "node_id": nr.node_id})
+    if run.status == RunStatus.RUNNING:  # _finish may have finalised it (it was the last open node)
+        _fail_run(tx, run_error)
     return changed
 
 
