@@ -139,7 +139,8 @@ def service_state_load(*, key: str) -> ServiceState:
         f"FROM (SELECT %s::varchar AS k) q "
         f"LEFT JOIN {cb} b ON b.key = q.k LEFT JOIN {sp} p ON p.key = q.k"
     )
-    with connection.cursor() as cur:
+    with transaction.atomic(), connection.cursor() as cur:
+        _lock_timeout(cur)
         cur.execute(sql, [key])
         row = cur.fetchone()
     assert row is not None
