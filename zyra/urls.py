@@ -16,6 +16,8 @@ urlpatterns = [
     path("api/", include("workflows.urls")),
     path("api/", include("executions.urls")),
     path("api/", include("secrets_vault.urls")),
+    path("api/", include("triggers.api_urls")),
+    path("hooks/", include("triggers.urls")),
     path("api/", include("executions.resilience.urls")),
     path("", include("executions.web_urls")),
 ]

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "workflows",
     "executions",
     "secrets_vault",
+    "triggers",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,56 @@
+"""``POST /hooks/{token}/``: the public webhook receiver. Thin: checks order and the HTTP mapping."""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from triggers import services
+from triggers.models import WebhookEndpoint
+
+log = logging.getLogger("triggers.views")
+
+
+def _error(status: int, code: str, message: str, path: str = "", headers: dict[str, str] | None = None) -> JsonResponse:
+    body = {"error": {"code": code, "message": message, "details": [{"path": path, "code": code, "message": message}] if path else []}}
+    response = JsonResponse(body, status=status)
+    for key, value in (headers or {}).items():
+        response[key] = value
+    return response
+
+
+@csrf_exempt
+def hook(request: HttpRequest, token: str) -> JsonResponse:
+    if request.method != "POST":
+        return _error(405, "method_not_allowed", "use POST", headers={"Allow": "POST"})
+    endpoint = None
+    if 20 <= len(token) <= 64:
+        endpoint = (
+            WebhookEndpoint.objects.select_related("workflow", "workflow__owner", "workflow__current_version")
+            .filter(token=token, is_active=True, workflow__is_active=True)
+            .first()
+        )
+    if endpoint is None:
+        return _error(404, "not_found", "Not found.")
+    cap = endpoint.max_body_bytes
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return _error(400, "invalid_content_length", "Content-Length is not a number")
+    if declared > cap:
+        return _error(413, "body_too_large", f"the body is over this endpoint's cap of {cap} bytes")
+    try:
+        services.webhook_check_rate(endpoint=endpoint)
+        # Read at most cap + 1 bytes: a body without (or lying in) Content-Length is still bounded.
+        body = request.read(cap + 1)
+        if len(body) > cap:
+            return _error(413, "body_too_large", f"the body is over this endpoint's cap of {cap} bytes")
+        run = services.webhook_deliver(
+            endpoint=endpoint, headers=request.headers, content_type=request.META.get("CONTENT_TYPE", ""), body=body
+        )
+    except services.Rejected as exc:
+        log.info("triggers.webhook_rejected endpoint_id=%s status=%s code=%s", endpoint.pk, exc.status, exc.code)
+        return _error(exc.status, exc.code, exc.message, exc.path, exc.headers)
+    return JsonResponse({"run_id": str(run.pk)}, status=202)
