@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from executions.models import NodeRun, Run
+from executions.models import NodeRun, Run, RunEvent
 
 NODE_W = 170
 NODE_H = 54
@@ -100,7 +100,14 @@ def run_live(request: HttpRequest, run_id: UUID) -> HttpResponse:
         nr["node_id"]: nr
         for nr in NodeRun.objects.filter(run_id=run.id).values("node_id", "status", "attempt")
     }
+    # Edges taken/skipped so far (the page applies later ones live).
+    edge_state: dict[str, str] = {}
+    for data, type_ in RunEvent.objects.filter(run_id=run.id, seq__lte=after, type__startswith="edge.").order_by("seq").values_list("data", "type"):
+        if isinstance(data, dict) and data.get("edge_id"):
+            edge_state[str(data["edge_id"])] = type_.split(".", 1)[1]
     layout = dag_layout(run.version.definition or {})
+    for e in layout["edges"]:
+        e["state"] = edge_state.get(e["id"], "")
     for node in layout["nodes"]:
         nr = node_runs.get(node["id"])
         node["status"] = nr["status"] if nr else "pending"

@@ -35,7 +35,7 @@
       var s = byId[e.source], t = byId[e.target];
       var x1 = s.x + W, y1 = s.y + H / 2, x2 = t.x, y2 = t.y + H / 2;
       var mx = (x1 + x2) / 2;
-      var p = el("path", {"class": "edge", "data-edge-id": e.id,
+      var p = el("path", {"class": "edge" + (e.state ? " " + e.state : ""), "data-edge-id": e.id,
         d: "M" + x1 + "," + y1 + " C" + mx + "," + y1 + " " + mx + "," + y2 + " " + x2 + "," + y2}, svg);
       edges[e.id] = {def: e, el: p};
     });

@@ -26,6 +26,7 @@ def make_finished_run(owner: Any) -> Run:
     NodeRun.objects.create(run=run, node_id="fetch", type="MANUAL", status="succeeded", attempt=1, topo_index=0)
     NodeRun.objects.create(run=run, node_id="check", type="MERGE", status="failed", attempt=3, topo_index=1,
                            error={"code": "http_5xx", "message": "upstream 503"})
+    event_record(run_id=run.id, type="edge.taken", node_id="check", data={"edge_id": "fetch->check", "source": "fetch", "target": "check"})
     event_record(run_id=run.id, type="node.failed", node_id="check", data={"status": "failed", "attempt": 3})
     return run
 
@@ -77,10 +78,10 @@ def test_live_page_is_for_owner_and_staff_only(db: Any, user: Any, other_user: A
     assert resp.status_code == 200
     html = resp.content.decode()
     boot = json.loads(re.search(r'<script id="zyra-run-boot" type="application/json">(.*?)</script>', html, re.S).group(1))
-    assert boot["run_id"] == str(run.id) and boot["after"] == 1 and boot["ws_path"] == f"/ws/runs/{run.id}/"
+    assert boot["run_id"] == str(run.id) and boot["after"] == 2 and boot["ws_path"] == f"/ws/runs/{run.id}/"
     nodes = {n["id"]: n for n in boot["layout"]["nodes"]}
     assert nodes["check"]["status"] == "failed" and nodes["check"]["attempt"] == 3
-    assert boot["layout"]["edges"] == [{"id": "fetch->check", "source": "fetch", "target": "check", "handle": ""}]
+    assert boot["layout"]["edges"] == [{"id": "fetch->check", "source": "fetch", "target": "check", "handle": "", "state": "taken"}]
     assert staff_client(staff_user).get(url).status_code == 200
     js = owner.get("/runs/live.js")
     assert js.status_code == 200 and b"new WebSocket" in js.content
