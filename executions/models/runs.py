@@ -67,6 +67,11 @@ class Run(models.Model):
             models.Index(fields=["owner", "-created_at"]),
             models.Index(fields=["workflow", "-created_at"]),
             models.Index(fields=["status", "created_at"]),
+            # Analytics (executions/analytics.py): time-range scans answered from the index alone.
+            models.Index(
+                fields=["created_at"], include=["workflow", "owner", "status", "started_at", "finished_at"],
+                name="run_analytics_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -127,6 +132,14 @@ class NodeRun(models.Model):
             models.Index(fields=["status", "next_attempt_at"], name="noderun_next_idx"),
             models.Index(fields=["run", "status", "topo_index"], name="noderun_ready_idx"),
             models.Index(fields=["type", "status"], name="noderun_type_idx"),
+            # Analytics: per-run node figures without visiting the heap, and the failures alone.
+            models.Index(
+                fields=["run"], include=["type", "status", "attempt", "deferred_ms", "defer_reason", "started_at", "finished_at"],
+                name="noderun_analytics_idx",
+            ),
+            models.Index(
+                fields=["run", "node_id"], condition=models.Q(status__in=["failed", "timed_out"]), name="noderun_failed_idx",
+            ),
         ]
 
     def __str__(self) -> str:
