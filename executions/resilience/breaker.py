@@ -20,7 +20,8 @@ Semantics after Resilience4j:
   the SSRF guard never reached the service and is not counted at all.
 
 Storage failure policy (the breaker's DB is unreachable, or a statement runs
-past ``ZYRA_BREAKER_DB_TIMEOUT_MS``): FAIL OPEN. The call proceeds as if the
+past ``ZYRA_BREAKER_DB_TIMEOUT_MS``: ``OperationalError`` / ``InterfaceError``;
+programming errors are not masked): FAIL OPEN. The call proceeds as if the
 breaker were closed and the error is logged at ERROR
 (``executions.breaker_storage_failed``). Reason: the breaker exists to
 protect the engine and the remote service from a failing dependency; a
@@ -42,7 +43,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from executions.models import CircuitBreaker, CircuitState, ServicePolicy
@@ -50,6 +51,7 @@ from executions.models import CircuitBreaker, CircuitState, ServicePolicy
 log = logging.getLogger("executions.resilience")
 
 Outcome = Literal["success", "failure", "ignored"]
+_W = '"window"'  # a reserved word in PostgreSQL: the column name must be quoted
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class ServiceState:
 def service_state_load(*, key: str) -> ServiceState:
     """One round trip: the key's ServicePolicy overrides and breaker state.
 
-    Raises DatabaseError when storage is unavailable (the caller fails open).
+    Raises OperationalError when storage is unavailable (the caller fails open).
     """
     cb, sp = CircuitBreaker._meta.db_table, ServicePolicy._meta.db_table
     sql = (
@@ -234,7 +236,7 @@ class Breaker:
                             [key],
                         )
                         current = cur.fetchone()
-        except DatabaseError as exc:
+        except (OperationalError, InterfaceError) as exc:
             _storage_failed("acquire", key, exc)
             return Permit(key, None, storage_ok=False)
         if won is not None:
@@ -268,7 +270,7 @@ class Breaker:
             else:
                 slow = self.config.slow_call_s > 0 and duration_s >= self.config.slow_call_s
                 transition = self._record_call(permit.key, outcome == "failure", slow, error=error, now=now)
-        except DatabaseError as exc:
+        except (OperationalError, InterfaceError) as exc:
             _storage_failed("record", permit.key, exc)
             return None
         if transition:
@@ -290,7 +292,7 @@ class Breaker:
                     return None
                 if outcome == "success":
                     cur.execute(
-                        f"UPDATE {table} SET state = %s, window = '[]'::jsonb, consecutive_opens = 0, opened_at = NULL, "
+                        f"UPDATE {table} SET state = %s, {_W} = '[]'::jsonb, consecutive_opens = 0, opened_at = NULL, "
                         f"open_until = NULL, probe_lease_until = NULL, probe_token = '', "
                         f"total_calls = total_calls + 1, updated_at = %s "
                         f"WHERE key = %s AND state = %s AND probe_token = %s RETURNING id",
@@ -307,7 +309,7 @@ class Breaker:
                 opens = int(row[0]) + 1
                 until = now + timedelta(seconds=_wait_s(self.config, opens))
                 cur.execute(
-                    f"UPDATE {table} SET state = %s, window = '[]'::jsonb, consecutive_opens = %s, opened_at = %s, "
+                    f"UPDATE {table} SET state = %s, {_W} = '[]'::jsonb, consecutive_opens = %s, opened_at = %s, "
                     f"open_until = %s, probe_lease_until = NULL, probe_token = '', total_calls = total_calls + 1, "
                     f"total_failures = total_failures + 1, last_failure_at = %s, last_failure = %s, updated_at = %s "
                     f"WHERE key = %s",
@@ -324,16 +326,16 @@ class Breaker:
         with transaction.atomic():
             with connection.cursor() as cur:
                 _lock_timeout(cur)
-                cur.execute(f"SELECT state, window, consecutive_opens FROM {table} WHERE key = %s FOR UPDATE", [key])
+                cur.execute(f"SELECT state, {_W}, consecutive_opens FROM {table} WHERE key = %s FOR UPDATE", [key])
                 row = cur.fetchone()
                 if row is None:
                     cur.execute(
-                        f"INSERT INTO {table} (key, state, window, total_calls, total_failures, consecutive_opens, "
+                        f"INSERT INTO {table} (key, state, {_W}, total_calls, total_failures, consecutive_opens, "
                         f"probe_token, last_failure, updated_at) VALUES (%s, %s, '[]'::jsonb, 0, 0, 0, '', '', %s) "
                         f"ON CONFLICT (key) DO NOTHING",
                         [key, CircuitState.CLOSED, now],
                     )
-                    cur.execute(f"SELECT state, window, consecutive_opens FROM {table} WHERE key = %s FOR UPDATE", [key])
+                    cur.execute(f"SELECT state, {_W}, consecutive_opens FROM {table} WHERE key = %s FOR UPDATE", [key])
                     row = cur.fetchone()
                     assert row is not None
                 state, window, opens = row
@@ -366,7 +368,7 @@ class Breaker:
                     import json
 
                     cur.execute(
-                        f"UPDATE {table} SET window = %s::jsonb, total_calls = total_calls + 1{failure_cols}, "
+                        f"UPDATE {table} SET {_W} = %s::jsonb, total_calls = total_calls + 1{failure_cols}, "
                         f"updated_at = %s WHERE key = %s",
                         [json.dumps(buckets), *failure_args, now, key],
                     )
@@ -374,7 +376,7 @@ class Breaker:
                 opens = int(opens) + 1
                 until = now + timedelta(seconds=_wait_s(cfg, opens))
                 cur.execute(
-                    f"UPDATE {table} SET state = %s, window = '[]'::jsonb, consecutive_opens = %s, opened_at = %s, "
+                    f"UPDATE {table} SET state = %s, {_W} = '[]'::jsonb, consecutive_opens = %s, opened_at = %s, "
                     f"open_until = %s, probe_lease_until = NULL, probe_token = '', "
                     f"total_calls = total_calls + 1{failure_cols}, updated_at = %s WHERE key = %s",
                     [CircuitState.OPEN, opens, now, until, *failure_args, now, key],

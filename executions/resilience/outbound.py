@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from executions.nodes.base import Defer, NodeContext, NodeError
@@ -171,7 +171,7 @@ def admit(ctx: NodeContext | None, key: str, call_timeout_s: float) -> Admission
     if use_breaker or use_limiter:
         try:
             state = service_state_load(key=key)
-        except DatabaseError as exc:
+        except (OperationalError, InterfaceError) as exc:
             log.error("executions.breaker_storage_failed",
                       extra={"op": "load", "service": key, "error": f"{type(exc).__name__}: {exc}", "policy": "fail_open"})
     policy = state.policy if state is not None else None
