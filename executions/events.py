@@ -66,7 +66,8 @@ class RunTx:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.events: list[RunEvent] = []
-        self.dispatch: list[tuple[int, int, str, float]] = []  # (node_run_id, attempt, queue, countdown)
+        # (node_run_id, attempt, queue, countdown, broker priority)
+        self.dispatch: list[tuple[int, int, str, float, int]] = []
         self.now = timezone.now()
         self.dirty: dict[int, Any] = {}  # node runs changed in memory, saved before any read and at flush
 
@@ -95,7 +96,9 @@ class RunTx:
         return ev
 
     def send(self, node_run_id: int, attempt: int, queue: str, countdown: float = 0.0) -> None:
-        self.dispatch.append((node_run_id, attempt, queue, countdown))
+        # Redis priorities: 0 is served first. Interactive runs (priority 9) go ahead of bulk ones (0).
+        broker_priority = max(0, min(9, 9 - int(self.run.priority)))
+        self.dispatch.append((node_run_id, attempt, queue, countdown, broker_priority))
 
     def flush(self, run_fields: list[str]) -> None:
         """Save the run's changed fields, node runs and events; schedule broadcast and dispatch after commit."""

@@ -176,9 +176,6 @@ def run_start(
     max_parallel = wf_settings.get("max_parallel_nodes", settings.ZYRA_DEFAULT_MAX_PARALLEL)
     if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
         max_parallel = settings.ZYRA_DEFAULT_MAX_PARALLEL
-    timeout_s = wf_settings.get("timeout_s", settings.ZYRA_DEFAULT_RUN_TIMEOUT_S)
-    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
-        timeout_s = settings.ZYRA_DEFAULT_RUN_TIMEOUT_S
     try:
         with transaction.atomic():
             now = timezone.now()
@@ -199,17 +196,13 @@ def run_start(
                     )
                 )
             created = NodeRun.objects.bulk_create(rows)
-            run = Run.objects.select_for_update().get(id=run.id)
+            # The new row is invisible to everyone else until commit: no lock needed.
             tx = RunTx(run)
             tx.event("run.queued", data={"status": "queued", "trigger": trigger})
-            _set_run_status(run, RunStatus.RUNNING)
-            run.started_at = now
-            run.deadline_at = now + timedelta(seconds=float(timeout_s))
-            tx.event("run.started", data={"status": "running", "version": version.number})
-            ready = [nr for nr in created if nr.pending_deps == 0]
-            changed = _admit(tx, ready)
-            if not created:
-                _finalize(tx)
+            if _may_start(run):
+                _activate(tx, graph, [nr for nr in created if nr.pending_deps == 0])
+            else:
+                log.info("executions.run_waiting", extra={"run_id": str(run.id), "workflow_id": str(workflow.id)})
             tx.flush(RUN_FIELDS)
     except IntegrityError:
         if idempotency_key is None:
@@ -218,6 +211,93 @@ def run_start(
         return Run.objects.get(workflow=workflow, idempotency_key=idempotency_key)
     log.info("executions.run_started", extra={"run_id": str(run.id), "workflow_id": str(workflow.id), "nodes": len(graph.nodes)})
     return run
+
+
+# --------------------------------------------------------------------------- run concurrency limits
+
+
+def _run_timeout_s(graph: Graph) -> float:
+    timeout_s = graph.settings.get("timeout_s", settings.ZYRA_DEFAULT_RUN_TIMEOUT_S)
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
+        timeout_s = settings.ZYRA_DEFAULT_RUN_TIMEOUT_S
+    return float(timeout_s)
+
+
+def _limits(run: Run) -> tuple[int, int]:
+    from workflows.models import Workflow
+
+    wf_limit = Workflow.objects.filter(id=run.workflow_id).values_list("max_concurrent_runs", flat=True).first() or 0
+    return int(wf_limit), int(settings.ZYRA_MAX_RUNS_PER_USER)
+
+
+def _may_start(run: Run) -> bool:
+    """Whether a queued run may start now under its workflow's and its owner's concurrent-run limits.
+
+    Enforced by the database across all processes: the workflow (and owner) rows
+    are locked while running runs are counted, so two starts cannot both take
+    the last slot. Runs that wait start in creation order.
+    """
+    wf_limit, user_limit = _limits(run)
+    if not wf_limit and not user_limit:
+        return True
+    from django.contrib.auth import get_user_model
+
+    from workflows.models import Workflow
+
+    if wf_limit:
+        list(Workflow.objects.select_for_update().filter(id=run.workflow_id).values_list("id", flat=True))
+    if user_limit:
+        list(get_user_model().objects.select_for_update().filter(id=run.owner_id).values_list("id", flat=True))
+    if wf_limit:
+        scope = Run.objects.filter(workflow_id=run.workflow_id)
+        if scope.filter(status=RunStatus.RUNNING).count() >= wf_limit:
+            return False
+        if scope.filter(status=RunStatus.QUEUED, started_at__isnull=True, created_at__lt=run.created_at).exclude(id=run.id).exists():
+            return False
+    if user_limit:
+        scope = Run.objects.filter(owner_id=run.owner_id)
+        if scope.filter(status=RunStatus.RUNNING).count() >= user_limit:
+            return False
+        if scope.filter(status=RunStatus.QUEUED, started_at__isnull=True, created_at__lt=run.created_at).exclude(id=run.id).exists():
+            return False
+    return True
+
+
+def _activate(tx: RunTx, graph: Graph, roots: list[NodeRun]) -> None:
+    run = tx.run
+    _set_run_status(run, RunStatus.RUNNING)
+    run.started_at = tx.now
+    run.deadline_at = tx.now + timedelta(seconds=_run_timeout_s(graph))
+    tx.event("run.started", data={"status": "running", "version": run.version.number if run.version_id else None})
+    _admit(tx, roots)
+    if run.nodes_total == 0:
+        _finalize(tx)
+
+
+def runs_start_waiting(*, workflow_id: Any = None, owner_id: Any = None, limit: int = 50) -> int:
+    """Start queued runs (oldest first) that the concurrency limits now admit."""
+    qs = Run.objects.filter(status=RunStatus.QUEUED, started_at__isnull=True)
+    if workflow_id is not None:
+        qs = qs.filter(workflow_id=workflow_id)
+    if owner_id is not None:
+        qs = qs.filter(owner_id=owner_id)
+    started = 0
+    for run_id in list(qs.order_by("created_at").values_list("id", flat=True)[:limit]):
+        with transaction.atomic():
+            run = Run.objects.select_for_update(skip_locked=True).filter(id=run_id, status=RunStatus.QUEUED).first()
+            if run is None:
+                continue
+            if not _may_start(run):
+                if workflow_id is not None or owner_id is not None:
+                    break  # first-come first-served within the scope
+                continue
+            graph = graph_for_version(run.version_id)
+            tx = RunTx(run)
+            roots = list(NodeRun.objects.filter(run=run, status=NodeStatus.PENDING, pending_deps=0))
+            _activate(tx, graph, roots)
+            tx.flush(RUN_FIELDS)
+            started += 1
+    return started
 
 
 # --------------------------------------------------------------------------- admission
@@ -526,12 +606,24 @@ def _finalize(tx: RunTx) -> None:
     run.in_flight = 0
     run.ready_waiting = 0
     tx.event(f"run.{new}", data={"status": new, "duration_ms": run.duration_ms, "error": run.error})
-    transaction.on_commit(lambda: _run_finished_hooks(run.workflow_id))
+    _on_run_finished(run)
 
 
-def _run_finished_hooks(workflow_id: Any) -> None:
-    """Extension point (per-workflow concurrency limits start the next queued run)."""
-    return None
+def _on_run_finished(run: Run) -> None:
+    """After commit: a finished run frees a slot under the concurrency limits."""
+    workflow_id, owner_id = run.workflow_id, run.owner_id
+
+    def hook() -> None:
+        try:
+            wf_limit, user_limit = _limits(run)
+            if wf_limit:
+                runs_start_waiting(workflow_id=workflow_id)
+            if user_limit:
+                runs_start_waiting(owner_id=owner_id)
+        except Exception:  # noqa: BLE001 - the sweeper starts waiting runs too
+            log.exception("executions.start_waiting_failed", extra={"workflow_id": str(workflow_id)})
+
+    transaction.on_commit(hook)
 
 
 def _terminate_open_nodes(tx: RunTx, to_status: str, reason: str) -> None:
@@ -558,6 +650,7 @@ def _fail_run(tx: RunTx, error: dict[str, Any]) -> None:
     _set_run_status(run, RunStatus.FAILED)
     run.finished_at = tx.now
     tx.event("run.failed", data={"status": "failed", "error": error, "duration_ms": run.duration_ms})
+    _on_run_finished(run)
 
 
 # --------------------------------------------------------------------------- operator actions
@@ -574,6 +667,7 @@ def run_cancel(*, run: Run) -> Run:
         _set_run_status(locked, RunStatus.CANCELLED)
         locked.finished_at = tx.now
         tx.event("run.cancelled", data={"status": "cancelled", "duration_ms": locked.duration_ms})
+        _on_run_finished(locked)
         tx.flush(RUN_FIELDS)
     return locked
 
@@ -604,10 +698,7 @@ def _reopen(*, run: Run, mode: str) -> Run:
         locked.failed_stop = False
         locked.failed_continue = 0
         locked.resumes += 1
-        timeout_s = graph.settings.get("timeout_s", settings.ZYRA_DEFAULT_RUN_TIMEOUT_S)
-        if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
-            timeout_s = settings.ZYRA_DEFAULT_RUN_TIMEOUT_S
-        locked.deadline_at = tx.now + timedelta(seconds=float(timeout_s))
+        locked.deadline_at = tx.now + timedelta(seconds=_run_timeout_s(graph))
         keep = {nid for nid, r in rows.items() if r.status == NodeStatus.SUCCEEDED}
         if mode == "resume":
             # Nodes still in flight (an interrupted run) are re-queued with a new attempt.
@@ -683,9 +774,11 @@ class SweepReport:
     resent: int = 0
     woken: int = 0
     timed_out_runs: int = 0
+    started: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"lost": self.lost, "resent": self.resent, "woken": self.woken, "timed_out_runs": self.timed_out_runs}
+        return {"lost": self.lost, "resent": self.resent, "woken": self.woken, "timed_out_runs": self.timed_out_runs,
+                "started": self.started}
 
 
 def sweep(*, limit: int = 500) -> SweepReport:
@@ -719,10 +812,15 @@ def sweep(*, limit: int = 500) -> SweepReport:
             run.error = {"code": "timeout", "message": "the run passed its deadline"}
             run.finished_at = tx.now
             tx.event("run.timed_out", data={"status": "timed_out", "error": run.error, "duration_ms": run.duration_ms})
+            _on_run_finished(run)
             tx.flush(RUN_FIELDS)
             report.timed_out_runs += 1
     for run_id in run_ids:
         _sweep_run(run_id, report)
+    # Safety net: queued runs whose start hook was lost (a crash between commit and hook).
+    stale = now - timedelta(seconds=settings.ZYRA_REQUEUE_AFTER_S)
+    if Run.objects.filter(status=RunStatus.QUEUED, started_at__isnull=True, created_at__lt=stale).exists():
+        report.started = runs_start_waiting()
     if report.lost or report.resent or report.woken or report.timed_out_runs:
         log.info("executions.sweep", extra=report.as_dict())
     return report

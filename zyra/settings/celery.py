@@ -34,7 +34,12 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # long waits live in PostgreSQL (next_attempt_at) and the sweeper, never in ETAs.
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 7200),
+    # Interactive runs' nodes before bulk ones (webhook storms, schedules): per-priority lists, served in order.
+    "queue_order_strategy": "priority",
+    "priority_steps": list(range(10)),
+    "sep": ":",
 }
+CELERY_TASK_DEFAULT_PRIORITY = 4
 if ZYRA_EMBEDDED_BROKER:
     # The memory transport polls once a second by default: 1 s per hop.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": env_float("ZYRA_EMBEDDED_POLL_S", 0.005)}

@@ -37,3 +37,5 @@ ZYRA_IDEMPOTENCY_HEADER = env_str("ZYRA_IDEMPOTENCY_HEADER", "Idempotency-Key")
 ZYRA_REQUEUE_AFTER_S = env_int("ZYRA_REQUEUE_AFTER_S", 30)
 # A deferred/retrying node still waiting this long after its time is re-sent by the sweeper.
 ZYRA_WAKE_GRACE_S = env_int("ZYRA_WAKE_GRACE_S", 2)
+# Concurrent running runs per user (0 = no limit); per workflow it is Workflow.max_concurrent_runs.
+ZYRA_MAX_RUNS_PER_USER = env_int("ZYRA_MAX_RUNS_PER_USER", 0)
