@@ -21,3 +21,9 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# Embedded mode (no broker configured): the server runs the worker and sweeper in-process,
+# so a single `daphne zyra.asgi:application` executes runs and streams their events.
+from executions.embedded import ensure_started  # noqa: E402
+
+ensure_started()
