@@ -104,7 +104,8 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 def _check_names(tree: jinja_nodes.Node) -> None:
     """What Jinja's code generator would reject that its parser does not."""
     env = templates._env
-    for node in tree.find_all((jinja_nodes.Filter, jinja_nodes.Test)):
+    found = [tree] if isinstance(tree, (jinja_nodes.Filter, jinja_nodes.Test)) else []
+    for node in [*found, *tree.find_all((jinja_nodes.Filter, jinja_nodes.Test))]:
         name = node.name  # type: ignore[attr-defined]
         if isinstance(node, jinja_nodes.Filter) and name not in env.filters:
             raise JinjaTemplateError(f"no filter named {name!r}")
