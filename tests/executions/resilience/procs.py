@@ -38,7 +38,7 @@ def call_once(db_name: str, env: dict[str, str], url: str, service: str, timeout
 
 
 def call_until_done(db_name: str, env: dict[str, str], url: str, service: str, counter: Any, total: int,
-                    barrier: Any, out: Any, deadline_s: float) -> None:
+                    barrier: Any, out: Any, deadline_s: float, go: Any = None) -> None:
     """Take jobs from a shared counter; honour every Defer by waiting until its time, like the engine would.
 
     Reports ('done', n_calls, defers_by_reason) at the end.
@@ -48,6 +48,8 @@ def call_until_done(db_name: str, env: dict[str, str], url: str, service: str, c
     from executions.resilience import outbound
 
     barrier.wait(timeout=60)
+    if go is not None:
+        go.wait(timeout=60)  # the test sets something up after every worker is ready
     deadline = time.monotonic() + deadline_s
     done = 0
     defers: dict[str, int] = {}
