@@ -15,3 +15,8 @@ urlpatterns = [
 from executions.event_views import RunEventsView  # noqa: E402
 
 urlpatterns += [path("runs/<uuid:run_id>/events/", RunEventsView.as_view(), name="run-events")]
+
+# Analytics (executions/analytics_urls.py).
+from django.urls import include  # noqa: E402
+
+urlpatterns += [path("", include("executions.analytics_urls"))]
