@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "zyra.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -40,12 +40,29 @@ def make_definition(n: int, seed: int = 7) -> dict[str, Any]:
     for i in range(1, n):
         prev = f"n{i - 1}"
         kind = i % 4
+        node: dict[str, Any]
         if kind == 0:
-            node = {"type": "HTTP_REQUEST", "data": {"config": {"url": f"https://api.example.com/items/{{{{ nodes.{prev}.output.id }}}}?page={i}", "method": "GET"}, "retry": {"max_attempts": 3, "backoff_s": 1}, "timeout_s": 30}}
+            node = {
+                "type": "HTTP_REQUEST",
+                "data": {
+                    "config": {"url": f"https://api.example.com/items/{{{{ nodes.{prev}.output.id }}}}?page={i}", "method": "GET"},
+                    "retry": {"max_attempts": 3, "backoff_s": 1},
+                    "timeout_s": 30,
+                },
+            }
         elif kind == 1:
-            node = {"type": "custom", "data": {"blockType": "CALCULATOR", "config": {"expression": "a * 2 + 1", "variables": {"a": f"{{{{ nodes.{prev}.output.result }}}}"}}}}
+            node = {
+                "type": "custom",
+                "data": {
+                    "blockType": "CALCULATOR",
+                    "config": {"expression": "a * 2 + 1", "variables": {"a": f"{{{{ nodes.{prev}.output.result }}}}"}},
+                },
+            }
         elif kind == 2:
-            node = {"type": "EMAIL", "data": {"config": {"to": "ops@example.com", "subject": f"step {i}", "body": f"value {{{{ nodes.{prev}.output }}}}"}}}
+            node = {
+                "type": "EMAIL",
+                "data": {"config": {"to": "ops@example.com", "subject": f"step {i}", "body": f"value {{{{ nodes.{prev}.output }}}}"}},
+            }
         else:
             node = {"type": "DELAY", "data": {"config": {"seconds": 1}}}
         node["id"] = f"n{i}"
@@ -93,10 +110,16 @@ def main() -> None:
             "normalize_ms": round(norm * 1000, 1),
         }
         results.append(row)
-        print(f"{n:>6} {row['edges']:>6} {row['errors']:>6} {row['first_ms']:>9} {row['median_ms']:>10} {row['min_ms']:>8} {row['us_per_node']:>8} {row['normalize_ms']:>13}")
+        print(
+            f"{n:>6} {row['edges']:>6} {row['errors']:>6} {row['first_ms']:>9} {row['median_ms']:>10} {row['min_ms']:>8} {row['us_per_node']:>8} {row['normalize_ms']:>13}"
+        )
     base = results[0]
     growth = {str(r["nodes"]): round(r["median_ms"] / base["median_ms"], 2) for r in results}
-    print(f"time relative to {base['nodes']} nodes: " + ", ".join(f"{k}: {v}x" for k, v in growth.items()) + f" (node ratio {SIZES[-1] // SIZES[0]}x at the end)")
+    print(
+        f"time relative to {base['nodes']} nodes: "
+        + ", ".join(f"{k}: {v}x" for k, v in growth.items())
+        + f" (node ratio {SIZES[-1] // SIZES[0]}x at the end)"
+    )
     print(json.dumps({"benchmark": "validate_definition", "repeat": args.repeat, "results": results, "growth_vs_smallest": growth}))
 
 

@@ -26,7 +26,7 @@ class WorkflowVersionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["number", "checksum", "created_by", "created_at"]
+    fields = ("number", "checksum", "created_by", "created_at")
     readonly_fields = fields
     ordering = ["-number"]
 
@@ -88,7 +88,7 @@ class WorkflowVersionAdmin(admin.ModelAdmin):
     list_filter = ["created_at"]
     search_fields = ["workflow__name", "workflow__id", "checksum"]
     list_select_related = ["workflow", "created_by"]
-    fields = ["workflow", "number", "checksum", "created_by", "created_at", "definition_pretty", "submitted_pretty"]
+    fields = ("workflow", "number", "checksum", "created_by", "created_at", "definition_pretty", "submitted_pretty")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -108,7 +108,10 @@ def definition_schema(*, max_nodes: int | None = None, timeout_cap_s: float | No
                 "required": ["id"],
                 "properties": {
                     "id": {"type": "string", "minLength": 1, "maxLength": 200},
-                    "type": {"type": "string", "description": "The block type, or a wrapper (custom, default) with the block type in data.blockType."},
+                    "type": {
+                        "type": "string",
+                        "description": "The block type, or a wrapper (custom, default) with the block type in data.blockType.",
+                    },
                     "position": {"type": "object"},
                     "data": {"$ref": "#/$defs/nodeData"},
                 },
@@ -134,7 +137,10 @@ def definition_schema(*, max_nodes: int | None = None, timeout_cap_s: float | No
                     "retry": {"$ref": "#/$defs/retry"},
                     "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": timeout_cap_s},
                     "on_error": {"enum": list(ON_ERROR_VALUES)},
-                    "output_schema": {"type": ["object", "boolean"], "description": "A JSON Schema (2020-12) the node's output must match."},
+                    "output_schema": {
+                        "type": ["object", "boolean"],
+                        "description": "A JSON Schema (2020-12) the node's output must match.",
+                    },
                 },
             },
             "retry": {
@@ -154,7 +160,10 @@ def definition_schema(*, max_nodes: int | None = None, timeout_cap_s: float | No
                     "id": {"type": "string"},
                     "source": {"type": "string", "minLength": 1},
                     "target": {"type": "string", "minLength": 1},
-                    "sourceHandle": {"type": ["string", "null"], "description": "CONDITION: true|false; SWITCH: a case or default; error: the error branch."},
+                    "sourceHandle": {
+                        "type": ["string", "null"],
+                        "description": "CONDITION: true|false; SWITCH: a case or default; error: the error branch.",
+                    },
                     "targetHandle": {"type": ["string", "null"]},
                     "data": {"type": "object", "properties": {"condition": {"type": "string"}}},
                 },

@@ -88,7 +88,9 @@ class ValidateRequestSerializer(serializers.Serializer):
 
 class ValidateResponseSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
-    errors = ErrorDetailSerializer(many=True)
+    # DRF's metaclass moves declared fields off the class, so this does not
+    # shadow Serializer.errors at run time.
+    errors = ErrorDetailSerializer(many=True)  # type: ignore[assignment]
 
 
 class RetryDefaultsSerializer(serializers.Serializer):
@@ -108,7 +110,7 @@ class NodeTypeDefaultsSerializer(serializers.Serializer):
 class NodeTypeSerializer(serializers.Serializer):
     type = serializers.CharField()
     category = serializers.ChoiceField(choices=["trigger", "action", "logic"])
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # a declared field, not Field.label
     description = serializers.CharField(allow_blank=True)
     config_schema = serializers.DictField(help_text="JSON Schema (2020-12) of data.config")
     output_schema = serializers.DictField(help_text="JSON Schema (2020-12) of the node's output")

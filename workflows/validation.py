@@ -106,7 +106,7 @@ def _check_names(tree: jinja_nodes.Node) -> None:
     env = templates._env
     found = [tree] if isinstance(tree, (jinja_nodes.Filter, jinja_nodes.Test)) else []
     for node in [*found, *tree.find_all((jinja_nodes.Filter, jinja_nodes.Test))]:
-        name = node.name  # type: ignore[attr-defined]
+        name = node.name
         if isinstance(node, jinja_nodes.Filter) and name not in env.filters:
             raise JinjaTemplateError(f"no filter named {name!r}")
         if isinstance(node, jinja_nodes.Test) and name not in env.tests:
@@ -267,7 +267,8 @@ class _Validation:
 
     def _node_type(self, base: str, raw: dict[str, Any]) -> str | None:
         declared = raw.get("type")
-        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+        raw_data = raw.get("data")
+        data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
         if declared is None or (isinstance(declared, str) and declared in WRAPPER_TYPES):
             if "blockType" in data:
                 where, value = f"{base}/data/blockType", data.get("blockType")
@@ -316,7 +317,11 @@ class _Validation:
             else:
                 attempts = retry.get("max_attempts")
                 if attempts is not None and (not _is_int(attempts) or not 1 <= attempts <= MAX_RETRY_ATTEMPTS):
-                    self.add(f"{base}/data/retry/max_attempts", "invalid_retry", f"max_attempts must be an integer from 1 to {MAX_RETRY_ATTEMPTS}")
+                    self.add(
+                        f"{base}/data/retry/max_attempts",
+                        "invalid_retry",
+                        f"max_attempts must be an integer from 1 to {MAX_RETRY_ATTEMPTS}",
+                    )
                 for key in ("backoff_s", "max_backoff_s", "multiplier", "jitter"):
                     value = retry.get(key)
                     if value is not None and (not _is_number(value) or value < 0):
@@ -328,14 +333,14 @@ class _Validation:
             cap = settings.ZYRA_MAX_NODE_TIMEOUT_S
             if not _is_number(timeout) or timeout <= 0 or timeout > cap:
                 self.add(f"{base}/data/timeout_s", "invalid_timeout", f"timeout_s must be a number > 0 and <= {cap}")
-        on_error = "stop"
-        key = "on_error" if "on_error" in data else "onError" if "onError" in data else None
-        if key is not None:
-            value = data[key]
+        on_error: str = "stop"
+        error_key = "on_error" if "on_error" in data else "onError" if "onError" in data else None
+        if error_key is not None:
+            value = data[error_key]
             if value not in ON_ERROR_VALUES:
-                self.add(f"{base}/data/{key}", "invalid_on_error", f"on_error must be one of {', '.join(ON_ERROR_VALUES)}")
+                self.add(f"{base}/data/{error_key}", "invalid_on_error", f"on_error must be one of {', '.join(ON_ERROR_VALUES)}")
             else:
-                on_error = value
+                on_error = str(value)
         schema = data.get("output_schema")
         if schema is not None:
             if not isinstance(schema, (dict, bool)):
@@ -555,7 +560,9 @@ class _Validation:
             self.add("/settings/timeout_s", "invalid_setting", "timeout_s must be a positive number of seconds")
         parallel = value.get("max_parallel_nodes")
         if parallel is not None and (not _is_int(parallel) or not 1 <= parallel <= MAX_PARALLEL_NODES):
-            self.add("/settings/max_parallel_nodes", "invalid_setting", f"max_parallel_nodes must be an integer from 1 to {MAX_PARALLEL_NODES}")
+            self.add(
+                "/settings/max_parallel_nodes", "invalid_setting", f"max_parallel_nodes must be an integer from 1 to {MAX_PARALLEL_NODES}"
+            )
         sequential = value.get("sequential")
         if sequential is not None and not isinstance(sequential, bool):
             self.add("/settings/sequential", "invalid_setting", "sequential must be true or false")

@@ -226,7 +226,11 @@ class WorkflowDetailView(_Base):
 class WorkflowVersionListView(_Base):
     serializer_class = WorkflowVersionSerializer
 
-    @extend_schema(operation_id="workflows_versions_list", parameters=[WORKFLOW_ID], responses={200: WorkflowVersionSerializer(many=True), **READ_ERRORS})
+    @extend_schema(
+        operation_id="workflows_versions_list",
+        parameters=[WORKFLOW_ID],
+        responses={200: WorkflowVersionSerializer(many=True), **READ_ERRORS},
+    )
     def get(self, request: Request, pk: str) -> Response:
         workflow = selectors.workflow_get(user=request.user, workflow_id=pk)
         page = self.paginate_queryset(selectors.workflow_version_list(workflow=workflow))

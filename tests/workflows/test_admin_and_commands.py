@@ -35,7 +35,7 @@ def test_admin_change_page_shows_versions_and_pretty_definition(staff_user: Any,
     html = page.content.decode()
     assert "*/10 * * * *" in html and "<pre" in html
     # pretty-printed (indented) JSON, HTML-escaped
-    assert '\n        &quot;blockType&quot;: &quot;HTTP_REQUEST&quot;' in html
+    assert "\n        &quot;blockType&quot;: &quot;HTTP_REQUEST&quot;" in html
     # both versions inline, newest first
     v2, v1 = (stored.versions.get(number=n).checksum for n in (2, 1))
     assert v1 in html and v2 in html and html.index(v2) < html.index(v1)

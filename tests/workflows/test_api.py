@@ -56,7 +56,12 @@ def test_linear_chain_normalised(api: APIClient) -> None:
     body = create(api, load_fixture("linear_chain")).json()
     norm = body["normalized"]
     assert [n["type"] for n in norm["nodes"]] == ["MANUAL", "HTTP_REQUEST", "CALCULATOR", "DELAY", "EMAIL"]
-    assert [(e["source"], e["target"]) for e in norm["edges"]] == [("start", "fetch"), ("fetch", "total"), ("total", "wait"), ("wait", "mail")]
+    assert [(e["source"], e["target"]) for e in norm["edges"]] == [
+        ("start", "fetch"),
+        ("fetch", "total"),
+        ("total", "wait"),
+        ("wait", "mail"),
+    ]
     assert norm["settings"] == {"timeout_s": 3600, "max_parallel_nodes": 16}
     assert norm["nodes"][1]["position"] == {"x": 250, "y": 0}
 
@@ -161,7 +166,10 @@ def test_validate_valid_and_invalid(api: APIClient) -> None:
     assert ok.status_code == 200 and ok.json() == {"valid": True, "errors": []}
     bad = api.post("/api/workflows/validate/", {"definition": {"nodes": []}}, format="json")
     assert bad.status_code == 200
-    assert bad.json() == {"valid": False, "errors": [{"path": "/definition/nodes", "code": "empty_workflow", "message": "the workflow has no nodes"}]}
+    assert bad.json() == {
+        "valid": False,
+        "errors": [{"path": "/definition/nodes", "code": "empty_workflow", "message": "the workflow has no nodes"}],
+    }
     assert Workflow.objects.count() == 0
 
 
@@ -180,7 +188,11 @@ def test_validate_unknown_secret_for_this_owner(api: APIClient, user: Any, other
     d["nodes"][1]["data"]["config"]["headers"] = {"Authorization": "Bearer {{ secrets.API_KEY }}", "X-Other": "{{ secrets.OTHER_KEY }}"}
     body = api.post("/api/workflows/validate/", {"definition": d}, format="json").json()
     assert body["errors"] == [
-        {"path": "/definition/nodes/1/data/config/headers/X-Other", "code": "unknown_secret", "message": "you have no secret named 'OTHER_KEY'"}
+        {
+            "path": "/definition/nodes/1/data/config/headers/X-Other",
+            "code": "unknown_secret",
+            "message": "you have no secret named 'OTHER_KEY'",
+        }
     ]
 
 
@@ -264,7 +276,20 @@ def test_list_paginates_newest_first(api: APIClient) -> None:
 def test_node_types_registry(api: APIClient) -> None:
     body = api.get("/api/node-types/").json()
     by_type = {t["type"]: t for t in body}
-    for name in ("MANUAL", "WEBHOOK", "SCHEDULE", "HTTP_REQUEST", "CONDITION", "SWITCH", "DATA_TRANSFORM", "CALCULATOR", "DELAY", "MERGE", "EMAIL", "NOTIFICATION"):
+    for name in (
+        "MANUAL",
+        "WEBHOOK",
+        "SCHEDULE",
+        "HTTP_REQUEST",
+        "CONDITION",
+        "SWITCH",
+        "DATA_TRANSFORM",
+        "CALCULATOR",
+        "DELAY",
+        "MERGE",
+        "EMAIL",
+        "NOTIFICATION",
+    ):
         assert name in by_type
     http = by_type["HTTP_REQUEST"]
     assert http["config_schema"]["required"] == ["url"]
@@ -310,7 +335,7 @@ def test_definition_schema_accepts_fixtures_and_rejects_bad_config(api: APIClien
 )
 def test_malformed_bodies_are_4xx(api: APIClient, body: bytes, content_type: str, status: int, code: str) -> None:
     for url in ("/api/workflows/", "/api/workflows/validate/"):
-        resp = api.generic("POST", url, body, content_type=content_type)
+        resp = api.generic("POST", url, body, content_type=content_type)  # type: ignore[arg-type]  # bytes bodies are fine at run time
         assert resp.status_code == status, (url, resp.content[:300])
         assert resp.json()["error"]["code"] == code
 

@@ -41,7 +41,9 @@ def nested(depth: int, leaf: Any = 1) -> Any:
     return value
 
 
-type_names = st.sampled_from([s.type for s in node_types.all()] + ["custom", "default", "CUSTOM", "http_request", "Condition", "", "TELEPORT"])
+type_names = st.sampled_from(
+    [s.type for s in node_types.all()] + ["custom", "default", "CUSTOM", "http_request", "Condition", "", "TELEPORT"]
+)
 node_ids = st.one_of(st.sampled_from(["a", "b", "c", "d", "e"]), text, st.integers(), st.none())
 nodes = st.fixed_dictionaries(
     {},
@@ -54,7 +56,18 @@ nodes = st.fixed_dictionaries(
                 {},
                 optional={
                     "blockType": st.one_of(type_names, json_values),
-                    "config": st.one_of(st.dictionaries(st.sampled_from(["url", "expression", "to", "subject", "seconds", "cases", "cron"]), st.one_of(json_values, st.sampled_from(["{{ nodes.a.output.x }}", "{{ 1 + }}", "{{ secrets.K }}", "https://example.com", "{{a-b.c}}"]))), json_values),
+                    "config": st.one_of(
+                        st.dictionaries(
+                            st.sampled_from(["url", "expression", "to", "subject", "seconds", "cases", "cron"]),
+                            st.one_of(
+                                json_values,
+                                st.sampled_from(
+                                    ["{{ nodes.a.output.x }}", "{{ 1 + }}", "{{ secrets.K }}", "https://example.com", "{{a-b.c}}"]
+                                ),
+                            ),
+                        ),
+                        json_values,
+                    ),
                     "retry": json_values,
                     "timeout_s": json_values,
                     "on_error": st.one_of(st.sampled_from(["stop", "continue", "error_branch"]), json_values),
@@ -76,6 +89,8 @@ edges = st.fixed_dictionaries(
         "data": st.one_of(st.fixed_dictionaries({"condition": st.one_of(text, json_values)}), json_values),
     },
 )
+
+
 def _with_garbage(base: str, label: Any, extra: Any, x: Any) -> Any:
     """A valid builder document carrying garbage where the builder may put anything."""
     from tests.workflows.conftest import load_fixture
@@ -102,7 +117,12 @@ definitions = st.one_of(
         optional={
             "nodes": st.one_of(st.lists(st.one_of(nodes, json_values), max_size=6), json_values),
             "edges": st.one_of(st.lists(st.one_of(edges, json_values), max_size=6), json_values),
-            "settings": st.one_of(st.fixed_dictionaries({}, optional={"timeout_s": json_values, "max_parallel_nodes": json_values, "sequential": json_values}), json_values),
+            "settings": st.one_of(
+                st.fixed_dictionaries(
+                    {}, optional={"timeout_s": json_values, "max_parallel_nodes": json_values, "sequential": json_values}
+                ),
+                json_values,
+            ),
             "viewport": json_values,
         },
     ),
@@ -123,7 +143,7 @@ def post(api: APIClient, url: str, body: Any) -> Any:
         raw = json.dumps(body).encode("utf-8", "surrogatepass")
     except (ValueError, RecursionError):
         raw = b'{"definition": ' + b"[" * 100_000
-    return api.generic("POST", url, raw, content_type="application/json")
+    return api.generic("POST", url, raw, content_type="application/json")  # type: ignore[arg-type]  # bytes bodies are fine at run time
 
 
 @FUZZ
@@ -160,10 +180,22 @@ def test_create_and_validate_never_5xx_and_agree(api: APIClient, definition: Any
 
 
 @FUZZ
-@given(body=st.binary(max_size=2000), content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "", "application/json; charset=latin-1"]))
+@given(
+    body=st.binary(max_size=2000),
+    content_type=st.sampled_from(
+        [
+            "application/json",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "",
+            "application/json; charset=latin-1",
+        ]
+    ),
+)
 def test_arbitrary_bytes_never_5xx(api: APIClient, body: bytes, content_type: str) -> None:
     for url in ("/api/workflows/", "/api/workflows/validate/"):
-        resp = api.generic("POST", url, body, content_type=content_type)
+        resp = api.generic("POST", url, body, content_type=content_type)  # type: ignore[arg-type]  # bytes bodies are fine at run time
         assert 400 <= resp.status_code < 500, (url, resp.status_code, resp.content[:300])
         assert_error_shape(resp)
     assert Workflow.objects.count() == 0
@@ -180,7 +212,7 @@ def test_arbitrary_json_update_never_5xx(api: APIClient, body: Any) -> None:
             raw = json.dumps(body).encode()
         except ValueError:
             continue
-        resp = api.generic(method, f"/api/workflows/{wid}/", raw, content_type="application/json")
+        resp = api.generic(method, f"/api/workflows/{wid}/", raw, content_type="application/json")  # type: ignore[arg-type]  # bytes bodies are fine at run time
         assert resp.status_code < 500, resp.content[:300]
     # whatever happened, the stored workflow is still readable and valid
     stored = api.get(f"/api/workflows/{wid}/")

@@ -107,7 +107,9 @@ def _run_all(openapi: Any, mode: GenerationMode, headers: dict[str, str], existi
         if mode is GenerationMode.POSITIVE and operation.method.upper() in {"POST", "PUT", "PATCH"}:
             # A real builder document, so the success responses are checked too.
             body = {"name": "contract", "definition": load_fixture("approval_flow")}
-            strategies.append(operation.as_strategy(generation_mode=mode, body=body, media_type="application/json", path_parameters={"id": existing}))
+            strategies.append(
+                operation.as_strategy(generation_mode=mode, body=body, media_type="application/json", path_parameters={"id": existing})
+            )
 
         for strategy in strategies:
 

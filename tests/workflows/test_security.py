@@ -37,15 +37,21 @@ def endpoints(wid: str) -> list[tuple[str, str, dict[str, Any] | None]]:
     ]
 
 
+def send(client: APIClient, method: str, url: str, body: dict[str, Any] | None) -> Any:
+    if body is None:
+        return client.generic(method, url)
+    return getattr(client, method.lower())(url, body, format="json")
+
+
 def test_other_user_gets_404_everywhere_and_changes_nothing(other_api: APIClient, api: APIClient, alices_workflow: str) -> None:
     missing = "00000000-0000-4000-8000-000000000000"
     for method, url, body in endpoints(alices_workflow):
-        resp = other_api.generic(method, url, data=None, format="json") if body is None else getattr(other_api, method.lower())(url, body, format="json")
+        resp = send(other_api, method, url, body)
         assert resp.status_code == 404, (method, url, resp.status_code, resp.content[:200])
         assert resp.json()["error"]["code"] == "not_found"
         # indistinguishable from an id that does not exist at all
         ghost_url = url.replace(alices_workflow, missing)
-        ghost = other_api.generic(method, ghost_url, data=None, format="json") if body is None else getattr(other_api, method.lower())(ghost_url, body, format="json")
+        ghost = send(other_api, method, ghost_url, body)
         assert (ghost.status_code, ghost.json()) == (resp.status_code, resp.json())
     assert other_api.get("/api/workflows/").json()["count"] == 0
     wf = Workflow.objects.get(pk=alices_workflow)

@@ -257,7 +257,10 @@ def test_invalid_output_schema() -> None:
     d = base()
     d["nodes"][1]["data"]["output_schema"] = {"type": "nonsense"}
     d["nodes"][3]["data"]["output_schema"] = "object"
-    assert codes(d) == [("/nodes/1/data/output_schema/type", "invalid_output_schema"), ("/nodes/3/data/output_schema", "invalid_output_schema")]
+    assert codes(d) == [
+        ("/nodes/1/data/output_schema/type", "invalid_output_schema"),
+        ("/nodes/3/data/output_schema", "invalid_output_schema"),
+    ]
 
 
 def test_valid_output_schema() -> None:
