@@ -115,3 +115,36 @@ def test_process_refuses_to_start_without_keys_outside_embedded_mode(tmp_path: A
     assert "DEVELOPMENT key ring" in proc.stderr
     key_file = tmp_path / "dev-master-keys"
     assert key_file.exists() and (key_file.stat().st_mode & 0o777) == 0o600
+
+
+@pytest.mark.django_db
+def test_workflow_still_runs_after_rotation_and_old_key_removal(user: Any, server: Any) -> None:
+    """The engine's own executor, driven in-process node by node (no broker: nothing commits here)."""
+    from executions.executor import node_execute
+    from executions.models import NodeRun, Run
+    from executions.services import run_start
+    from tests.support.factories import edge, make_workflow, node
+
+    with override_settings(ZYRA_MASTER_KEYS=K1):
+        services.secret_create(owner=user, name="API_TOKEN", value="rotated-token-abc123")
+    definition = {
+        "nodes": [
+            node("start", "MANUAL"),
+            node("call", "HTTP_REQUEST", {"url": server.url("/auth"), "headers": {"Authorization": "Bearer {{ secrets.API_TOKEN }}"}}),
+        ],
+        "edges": [edge("start", "call")],
+    }
+    wf = make_workflow(user, definition)
+    with override_settings(ZYRA_MASTER_KEYS=f"{K2},{K1}"):
+        call_command("rotate_master_key", stdout=io.StringIO())
+    with override_settings(ZYRA_MASTER_KEYS=K2):
+        run = run_start(workflow=wf, inputs={}, user=user)
+        for _ in range(10):
+            queued = list(NodeRun.objects.filter(run=run, status="queued"))
+            if not queued:
+                break
+            for nr in queued:
+                assert node_execute(node_run_id=nr.pk, attempt=nr.attempt)
+        run = Run.objects.get(pk=run.pk)
+        assert run.status == "succeeded", dict(run.node_runs.values_list("node_id", "error"))
+    assert [r.headers.get("authorization") for r in server.requests] == ["Bearer rotated-token-abc123"]
