@@ -43,6 +43,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -409,8 +410,9 @@ def _transition(key: str, transition: str, *, run_id: str | None, node_id: str, 
         from executions.events import event_record
 
         event_record(run_id=run_id, type=event, node_id=node_id, data=body)
-    except DatabaseError as exc:
-        # The transition itself is stored; only its run event is lost.
+    except (DatabaseError, ValidationError, ValueError) as exc:
+        # The transition itself is stored; only its run event is lost (and a
+        # bad run id from a caller must never fail the call that tripped it).
         log.error("executions.circuit_event_failed", extra={"service": key, "run_id": run_id, "error": str(exc)})
 
 
