@@ -93,8 +93,10 @@ def _template_context(run: Run, outputs: dict[str, Any], redactor: Redactor, att
 
 
 def edge_condition_evaluator(run: Run) -> Any:
-    def evaluate(expression: str, output: Any) -> bool:
-        return bool(templates.evaluate(expression, {"output": output, "input": run.inputs, "run": {"id": str(run.id)}}))
+    def evaluate(expression: str, output: Any, source: str) -> bool:
+        # The source's output is `output`, and also `nodes.<source>.output` as in node templates.
+        context = {"output": output, "input": run.inputs, "nodes": {source: {"output": output}}, "run": {"id": str(run.id)}}
+        return bool(templates.evaluate(expression, context))
 
     return evaluate
 

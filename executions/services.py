@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,6 +37,12 @@ from zyra.errors import Conflict, ErrorDetail, ZyraError
 log = logging.getLogger("executions.services")
 
 WORKER_NAME = f"{socket.gethostname()}"
+
+
+def _worker_id() -> str:
+    # host:pid, read per claim: a prefork pool process has its own pid, and the
+    # sweeper's worker_lost record then names the exact process that died.
+    return f"{WORKER_NAME}:{os.getpid()}"
 _CLAIMABLE = (NodeStatus.QUEUED, NodeStatus.DEFERRED, NodeStatus.RETRYING)
 
 
@@ -381,9 +388,9 @@ def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
         _set_node_status(nr, NodeStatus.RUNNING)
         nr.started_at = nr.started_at or now
         nr.lease_until = now + timedelta(seconds=min(settings.ZYRA_LEASE_S, timeout + settings.ZYRA_LEASE_S))
-        nr.worker = WORKER_NAME
+        nr.worker = _worker_id()
         nr.next_attempt_at = None
-        nr.attempts = [*nr.attempts, {"attempt": attempt, "status": "running", "started_at": iso(now)}]
+        nr.attempts = [*nr.attempts, {"attempt": attempt, "status": "running", "started_at": iso(now), "worker": nr.worker}]
         nr.save(update_fields=["status", "started_at", "lease_until", "worker", "next_attempt_at", "attempts"])
         tx.event("node.started", nr.node_id, _node_event_data(nr))
         tx.flush([])
@@ -553,11 +560,11 @@ def _route(tx: RunTx, graph: Graph, node_id: str, outcome: Outcome, evaluate: An
             out[row.node_id] = NodeState(status=row.status, pending_deps=row.pending_deps, active_in=row.active_in)
         return out
 
-    def eval_edge(expr: str, output: Any) -> bool:
+    def eval_edge(expr: str, output: Any, source: str) -> bool:
         if evaluate is None:
             return False
         try:
-            return bool(evaluate(expr, output))
+            return bool(evaluate(expr, output, source))
         except Exception as exc:  # noqa: BLE001 - a bad edge condition makes the edge inactive, visibly
             log.warning("executions.edge_condition_error", extra={"run_id": str(run.id), "error": str(exc)[:300]})
             return False

@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.support.servers import LocalServer
-from tests.support.workers import ProcessGroup
+from tests.support.workers import LOG_DIR, ProcessGroup
 
 
 @pytest.fixture
@@ -73,14 +73,27 @@ def _purge_broker() -> None:
 
 
 @pytest.fixture(scope="session")
-def _worker_group(django_db_setup: Any, django_db_blocker: Any) -> Iterator[ProcessGroup]:
+def smtp_server() -> Iterator[Any]:
+    """A real SMTP server on loopback; the session worker sends its email there."""
+    from tests.support.smtp import SMTPServer
+
+    srv = SMTPServer()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def _worker_group(django_db_setup: Any, django_db_blocker: Any, smtp_server: Any) -> Iterator[ProcessGroup]:
     from django.db import connection
 
     with django_db_blocker.unblock():
         db_name = connection.settings_dict["NAME"]
     _purge_broker()
-    group = ProcessGroup(db_name)
-    group.start_worker("w-session", queues="io,cpu,sweep", pool="threads", concurrency=int(os.environ.get("ZYRA_TEST_WORKER_C", "8")))
+    group = ProcessGroup(db_name, {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp_server.port)})
+    group.start_worker(
+        "w-session", queues="io,cpu,sweep", pool="threads", concurrency=int(os.environ.get("ZYRA_TEST_WORKER_C", "8")),
+        extra_args=["-B", "-s", str(LOG_DIR / f"beat-session-{os.getpid()}")],
+    )
     yield group
     group.stop_all()
 

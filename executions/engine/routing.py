@@ -15,7 +15,8 @@ from typing import Any
 
 from executions.engine.graph import Edge, Graph
 
-ConditionEval = Callable[[str, Any], bool]
+# (expression, the source's output, the source's node id) -> bool
+ConditionEval = Callable[[str, Any, str], bool]
 
 
 @dataclass
@@ -73,7 +74,7 @@ def edge_active(graph: Graph, edge: Edge, outcome: Outcome, evaluate: ConditionE
     if edge.condition is not None:
         if evaluate is None:
             return False
-        return bool(evaluate(edge.condition, outcome.output))
+        return bool(evaluate(edge.condition, outcome.output, edge.source))
     return True
 
 
