@@ -416,7 +416,11 @@ class _Validation:
                     self.add(where, "template_syntax", f"template error: {problem}")
                 elif source is not None:
                     for ref in templates.expression_node_references(condition):
-                        self.edge_refs.append((where, source, ref))
+                        # An edge condition is evaluated with ``output`` (its
+                        # source's output), ``input`` and ``run``; the legacy-form
+                        # scanner reads ``output.x`` as a node named "output".
+                        if ref != "output":
+                            self.edge_refs.append((where, source, ref))
         if source is not None and target is not None:
             edge = Edge(
                 id=str(edge_id or index),

@@ -86,7 +86,7 @@ def test_approval_flow_normalised(api: APIClient) -> None:
     assert [n["type"] for n in norm["nodes"]] == ["WEBHOOK", "CONDITION", "NOTIFICATION", "DATA_TRANSFORM", "EMAIL"]
     into_receipt = sorted(e["source"] for e in norm["edges"] if e["target"] == "receipt")
     assert into_receipt == ["auto", "notify"]
-    assert norm["edges"][3]["data"] == {"condition": "{{ nodes.notify.output.delivered }}"}
+    assert norm["edges"][3]["data"] == {"condition": "{{ output.delivered == true }}"}
 
 
 # --- create: errors -----------------------------------------------------------------

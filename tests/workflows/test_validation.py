@@ -439,6 +439,8 @@ def test_edge_condition_template() -> None:
     assert codes(d) == [("/edges/1/data/condition", "not_upstream")]
     d["edges"][1]["data"] = {"condition": "{{ nodes.fetch.output.status == }}"}
     assert codes(d) == [("/edges/1/data/condition", "template_syntax")]
+    d["edges"][1]["data"] = {"condition": "{{ output.status == 200 }}"}  # the source's output
+    assert codes(d) == []
     d["edges"][1]["data"] = {"condition": 5}
     assert codes(d) == [("/edges/1/data/condition", "invalid_condition")]
 
