@@ -175,16 +175,24 @@ def hist_of(values: Iterable[float]) -> dict[str, int]:
 
 
 def hist_percentile(hist: Mapping[str, int], p: float) -> float | None:
+    """``percentile_cont`` over the histogram, each value standing at its bucket's middle."""
     total = sum(hist.values())
     if total == 0:
         return None
-    rank = max(1, math.ceil(p * total))
-    seen = 0
-    for key in sorted(hist, key=int):
-        seen += hist[key]
-        if seen >= rank:
-            return hist_value(int(key))
-    return hist_value(int(max(hist, key=int)))
+    ordered = sorted(((int(k), int(v)) for k, v in hist.items() if int(v) > 0))
+
+    def value_at(rank: int) -> float:
+        seen = 0
+        for bucket, count in ordered:
+            seen += count
+            if rank < seen:
+                return hist_value(bucket)
+        return hist_value(ordered[-1][0])
+
+    pos = p * (total - 1)
+    lo = math.floor(pos)
+    lo_v, hi_v = value_at(lo), value_at(min(lo + 1, total - 1))
+    return lo_v + (hi_v - lo_v) * (pos - lo)
 
 
 def _round(v: float | None) -> float | None:
