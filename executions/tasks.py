@@ -25,3 +25,13 @@ def sweep() -> dict[str, int]:
     from executions.services import sweep as do_sweep
 
     return do_sweep().as_dict()
+
+
+@shared_task(name="executions.prune", ignore_result=True)
+def prune() -> dict[str, object]:
+    """Retention tick (beat): at most ZYRA_RETENTION_MAX_BATCHES batches, then the next tick goes on."""
+    from django.conf import settings
+
+    from executions.retention import runs_prune
+
+    return runs_prune(older_than_days=settings.ZYRA_RETENTION_DAYS, max_batches=settings.ZYRA_RETENTION_MAX_BATCHES).as_dict()

@@ -50,3 +50,7 @@ CELERY_BEAT_SCHEDULE = {
     "zyra-schedules": {"task": "triggers.fire_due_schedules", "schedule": env_float("ZYRA_SCHEDULE_TICK_S", 2.0), "options": {"queue": "sweep"}},
     "zyra-webhook-prune": {"task": "triggers.prune_webhook_deliveries", "schedule": 3600.0, "options": {"queue": "sweep"}},
 }
+# Retention (executions/retention.py): a no-op unless ZYRA_RETENTION_DAYS > 0.
+CELERY_BEAT_SCHEDULE["zyra-prune-runs"] = {
+    "task": "executions.prune", "schedule": env_float("ZYRA_RETENTION_INTERVAL_S", 3600.0), "options": {"queue": "sweep"},
+}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zyra.env import env_features, env_int, env_str
+from zyra.env import env_features, env_float, env_int, env_str
 
 # Feature flags: ZYRA_FEATURES="parallel=on,circuit_breaker=off".
 ZYRA_FEATURES = env_features(
@@ -39,3 +39,12 @@ ZYRA_REQUEUE_AFTER_S = env_int("ZYRA_REQUEUE_AFTER_S", 30)
 ZYRA_WAKE_GRACE_S = env_int("ZYRA_WAKE_GRACE_S", 2)
 # Concurrent running runs per user (0 = no limit); per workflow it is Workflow.max_concurrent_runs.
 ZYRA_MAX_RUNS_PER_USER = env_int("ZYRA_MAX_RUNS_PER_USER", 0)
+
+# Retention (executions/retention.py): finished runs older than this many days are
+# pruned by the beat task "executions.prune", their figures kept as daily
+# aggregates. 0 keeps everything (the default: deleting history is opt-in).
+ZYRA_RETENTION_DAYS = env_int("ZYRA_RETENTION_DAYS", 0)
+ZYRA_RETENTION_BATCH = env_int("ZYRA_RETENTION_BATCH", 500)  # runs per transaction
+ZYRA_RETENTION_MAX_BATCHES = env_int("ZYRA_RETENTION_MAX_BATCHES", 200)  # per beat tick
+ZYRA_RETENTION_PAUSE_S = env_float("ZYRA_RETENTION_PAUSE_S", 0.05)  # between batches
+ZYRA_RETENTION_INTERVAL_S = env_float("ZYRA_RETENTION_INTERVAL_S", 3600.0)
