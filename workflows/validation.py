@@ -17,7 +17,8 @@ duplicate_id, missing_type, unknown_type, invalid_data, invalid_config,
 invalid_retry, invalid_timeout, invalid_on_error, invalid_output_schema,
 invalid_field, invalid_edge, duplicate_edge_id, dangling_edge, self_loop, cycle,
 invalid_handle, invalid_condition, template_syntax, unknown_node_reference,
-not_upstream, unknown_secret, invalid_setting.
+not_upstream, unknown_secret, invalid_setting; plus the codes of a type's own
+config checks (SCHEDULE: invalid_cron, invalid_timezone).
 """
 
 from __future__ import annotations
@@ -416,10 +417,7 @@ class _Validation:
                     self.add(where, "template_syntax", f"template error: {problem}")
                 elif source is not None:
                     for ref in templates.expression_node_references(condition):
-                        # An edge condition is evaluated with ``output`` (its
-                        # source's output), ``input`` and ``run``; the legacy-form
-                        # scanner reads ``output.x`` as a node named "output".
-                        if ref != "output":
+                        if ref != "output":  # older scanners read output.x as a legacy node reference
                             self.edge_refs.append((where, source, ref))
         if source is not None and target is not None:
             edge = Edge(
@@ -524,8 +522,18 @@ class _Validation:
             for where, ref in self.nodes[node_id].refs:
                 self._reference(where, ref, node_id, upstream, f"node {node_id!r}")
         for where, source, ref in self.edge_refs:
-            if ref != source:
-                self._reference(where, ref, source, upstream, f"the source {source!r} of this edge")
+            # The engine evaluates an edge condition with its source's output
+            # only (``output`` or ``nodes.<source>.output``), plus input and run.
+            if ref == source:
+                continue
+            if ref not in self.nodes:
+                self.add(where, "unknown_node_reference", f"the condition names node {ref!r}, which is not in this workflow")
+            else:
+                self.add(
+                    where,
+                    "invalid_condition",
+                    f"an edge condition sees only its source's output (output or nodes.{source}.output), input and run; not node {ref!r}",
+                )
 
     def _reference(self, where: str, ref: str, of: str, upstream: Callable[[str, str], bool], who: str) -> None:
         if ref not in self.nodes:

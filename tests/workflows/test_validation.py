@@ -436,7 +436,12 @@ def test_edge_condition_template() -> None:
     d["edges"][1]["data"] = {"condition": "{{ nodes.fetch.output.status == 200 }}"}
     assert codes(d) == []
     d["edges"][1]["data"] = {"condition": "{{ nodes.ok.output.sent }}"}
-    assert codes(d) == [("/edges/1/data/condition", "not_upstream")]
+    assert codes(d) == [("/edges/1/data/condition", "invalid_condition")]
+    # only the source's output is in scope, even for an ancestor
+    d["edges"][1]["data"] = {"condition": "{{ nodes.start.output.x }}"}
+    assert codes(d) == [("/edges/1/data/condition", "invalid_condition")]
+    d["edges"][1]["data"] = {"condition": "{{ nodes.nowhere.output.x }}"}
+    assert codes(d) == [("/edges/1/data/condition", "unknown_node_reference")]
     d["edges"][1]["data"] = {"condition": "{{ nodes.fetch.output.status == }}"}
     assert codes(d) == [("/edges/1/data/condition", "template_syntax")]
     d["edges"][1]["data"] = {"condition": "{{ output.status == 200 }}"}  # the source's output
