@@ -31,7 +31,7 @@ import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,8 +50,14 @@ def _ensure_database() -> None:
     from zyra.env import database_from_url
 
     cfg = database_from_url(os.environ["DATABASE_URL"])
-    with psycopg.connect(host=str(cfg["HOST"]) or "127.0.0.1", port=int(cfg["PORT"] or 5432), user=str(cfg["USER"]) or "postgres",
-                         password=str(cfg["PASSWORD"]) or None, dbname="postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        host=str(cfg["HOST"]) or "127.0.0.1",
+        port=int(cast(str, cfg["PORT"]) or 5432),
+        user=str(cfg["USER"]) or "postgres",
+        password=str(cfg["PASSWORD"]) or None,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (cfg["NAME"],)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
@@ -86,7 +92,10 @@ def _start_daphne(port: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, ZYRA_WS_HEARTBEAT_S="60")
     proc = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "zyra.asgi:application"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -113,8 +122,9 @@ def _make_run() -> tuple[str, str]:
     token, _ = Token.objects.get_or_create(user=user)
     definition = normalize({"nodes": [{"id": "a", "type": "MANUAL", "data": {}}], "edges": []})
     wf = Workflow.objects.create(owner=user, name=f"bench-ws-{uuid.uuid4().hex[:6]}")
-    version = WorkflowVersion.objects.create(workflow=wf, number=1, definition=definition, submitted=definition,
-                                             checksum=checksum(definition), created_by=user)
+    version = WorkflowVersion.objects.create(
+        workflow=wf, number=1, definition=definition, submitted=definition, checksum=checksum(definition), created_by=user
+    )
     run = Run.objects.create(workflow=wf, version=version, owner=user, status="running", nodes_total=1)
     return str(run.id), str(token.key)
 
@@ -123,13 +133,14 @@ def _ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-async def _client(url: str, origin: str, expected: int, ready: asyncio.Event, counter: list[int], n_clients: int,
-                  timeout: float) -> tuple[list[int], list[float]]:
+async def _client(
+    url: str, origin: str, expected: int, ready: asyncio.Event, counter: list[int], n_clients: int, timeout: float
+) -> tuple[list[int], list[float]]:
     from websockets.asyncio.client import connect
 
     seqs: list[int] = []
     delays: list[float] = []
-    async with connect(url, origin=origin, open_timeout=60, max_size=2**24) as ws:
+    async with connect(url, origin=cast(Any, origin), open_timeout=60, max_size=2**24) as ws:
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -157,13 +168,18 @@ async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: st
     ready = asyncio.Event()
     counter = [0]
     tasks = [
-        asyncio.ensure_future(_client(url, origin, args.events, ready, counter, args.clients, args.timeout))
-        for _ in range(args.clients)
+        asyncio.ensure_future(_client(url, origin, args.events, ready, counter, args.clients, args.timeout)) for _ in range(args.clients)
     ]
     await asyncio.wait_for(ready.wait(), timeout=120)
     connected_at = time.time()
     producer = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--produce", run_id, str(args.events), str(args.interval), cwd=str(ROOT),
+        sys.executable,
+        __file__,
+        "--produce",
+        run_id,
+        str(args.events),
+        str(args.interval),
+        cwd=str(ROOT),
     )
     results = await asyncio.gather(*tasks)
     await producer.wait()
@@ -173,7 +189,7 @@ async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: st
     def pct(p: float) -> float:
         if not all_delays:
             return float("nan")
-        return all_delays[min(len(all_delays) - 1, int(round(p * (len(all_delays) - 1))))] * 1000
+        return all_delays[min(len(all_delays) - 1, round(p * (len(all_delays) - 1)))] * 1000
 
     return {
         "bench": "ws_fanout",
@@ -217,7 +233,7 @@ def main() -> None:
         port = _free_port()
         proc = _start_daphne(port)
         http = f"http://127.0.0.1:{port}"
-    ws_base = "ws" + http[len("http"):]
+    ws_base = "ws" + http[len("http") :]
     args._started = time.time()
     try:
         result = asyncio.run(_bench(args, ws_base, http, run_id, token))

@@ -35,7 +35,7 @@ def _ms(value: int | None) -> str:
     return f"{value / 1000:.1f} s"
 
 
-class NodeRunInline(_ReadOnly, admin.TabularInline):  # type: ignore[misc]
+class NodeRunInline(_ReadOnly, admin.TabularInline):
     model = NodeRun
     extra = 0
     can_delete = False
@@ -49,7 +49,7 @@ class NodeRunInline(_ReadOnly, admin.TabularInline):  # type: ignore[misc]
         return _ms(obj.duration_ms)
 
 
-class RunEventInline(_ReadOnly, admin.TabularInline):  # type: ignore[misc]
+class RunEventInline(_ReadOnly, admin.TabularInline):
     model = RunEvent
     extra = 0
     can_delete = False
@@ -61,7 +61,7 @@ class RunEventInline(_ReadOnly, admin.TabularInline):  # type: ignore[misc]
 
 
 @admin.register(Run)
-class RunAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg,misc]
+class RunAdmin(_ReadOnly, admin.ModelAdmin):
     list_display = ("id", "status", "workflow", "version_number", "owner", "trigger", "created_at", "duration", "progress", "live")
     list_filter = ("status", "workflow", ("created_at", admin.DateFieldListFilter), "trigger")
     search_fields = ("id", "workflow__name", "owner__username")
@@ -69,9 +69,26 @@ class RunAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg,misc]
     list_select_related = ("workflow", "version", "owner")
     inlines = [NodeRunInline, RunEventInline]
     readonly_fields = (
-        "id", "live", "workflow", "version", "owner", "status", "trigger", "priority", "idempotency_key",
-        "inputs", "outputs", "error", "progress", "duration", "event_seq", "created_at", "started_at",
-        "finished_at", "deadline_at", "resumes",
+        "id",
+        "live",
+        "workflow",
+        "version",
+        "owner",
+        "status",
+        "trigger",
+        "priority",
+        "idempotency_key",
+        "inputs",
+        "outputs",
+        "error",
+        "progress",
+        "duration",
+        "event_seq",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "deadline_at",
+        "resumes",
     )
     fields = readonly_fields
 
@@ -104,7 +121,7 @@ class RunAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg,misc]
 
 
 @admin.register(NodeRun)
-class NodeRunAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg,misc]
+class NodeRunAdmin(_ReadOnly, admin.ModelAdmin):
     list_display = ("node_id", "run", "type", "status", "attempt", "started_at", "duration")
     list_filter = ("status", "type")
     search_fields = ("node_id", "run__id")
@@ -120,7 +137,7 @@ class NodeRunAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg,misc]
 
 
 @admin.register(RunEvent)
-class RunEventAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg,misc]
+class RunEventAdmin(_ReadOnly, admin.ModelAdmin):
     list_display = ("run", "seq", "type", "node_id", "ts")
     list_filter = ("type",)
     search_fields = ("run__id", "node_id")

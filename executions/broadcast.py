@@ -31,6 +31,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -42,9 +43,7 @@ from django.conf import settings
 log = logging.getLogger("executions.broadcast")
 
 MESSAGE_TYPE = "run.events"
-RUN_TERMINAL_EVENTS = frozenset(
-    {"run.succeeded", "run.partially_succeeded", "run.failed", "run.cancelled", "run.timed_out"}
-)
+RUN_TERMINAL_EVENTS = frozenset({"run.succeeded", "run.partially_succeeded", "run.failed", "run.cancelled", "run.timed_out"})
 
 
 def run_group(run_id: object) -> str:
@@ -207,7 +206,7 @@ def flush(timeout: float = 5.0) -> bool:
             return False
         try:
             pending[0].result(timeout=remaining)
-        except Exception:  # noqa: BLE001 - already logged by _done
+        except Exception:  # noqa: BLE001,S110 - the outcome is logged by _done
             pass
 
 
@@ -219,7 +218,9 @@ atexit.register(flush, 2.0)
 # ---------------------------------------------------------------------------
 
 
-def run_events_after(*, run_id: object, workflow_id: object, after: int, limit: int, upto: int | None = None) -> list[dict[str, Any]]:
+def run_events_after(
+    *, run_id: uuid.UUID | str, workflow_id: object, after: int, limit: int, upto: int | None = None
+) -> list[dict[str, Any]]:
     """Stored payloads of one run with ``after < seq [<= upto]``, in seq order, at most ``limit``."""
     from executions.models import RunEvent
 

@@ -58,7 +58,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 
-TOKEN_SUBPROTOCOL = "token"
+TOKEN_SUBPROTOCOL = "token"  # noqa: S105 - a protocol name, not a secret
 
 
 def _setting(name: str, default: float) -> float:
@@ -96,7 +96,7 @@ def _run_access_sync(run_id: str, user_id: int, is_staff: bool) -> tuple[int, di
         return CLOSE_NOT_FOUND, None
     if not is_staff and row["owner_id"] != user_id:
         return CLOSE_FORBIDDEN, None
-    return 0, row
+    return 0, dict(row)
 
 
 def _workflow_access_sync(workflow_id: str, user_id: int, is_staff: bool) -> int:

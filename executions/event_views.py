@@ -29,10 +29,11 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int | 
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
+    value: int | None
     try:
         value = int(raw)
     except ValueError:
-        value = None  # type: ignore[assignment]
+        value = None
     if value is None or value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         message = f"{name} must be an integer {bound}."
@@ -48,7 +49,7 @@ def run_for_user(*, run_id: UUID, user: Any) -> dict[str, Any]:
     row = qs.values("id", "workflow_id", "status", "event_seq").first()
     if row is None:
         raise NotFound("Run not found.")
-    return row
+    return dict(row)
 
 
 class RunEventsView(APIView):

@@ -43,7 +43,7 @@ def format_node_line(payload: dict[str, Any]) -> str:
     """One node change: node id, status, attempt, duration, error code."""
     data = payload.get("data") or {}
     status = str(data.get("status") or payload["type"].split(".", 1)[1])
-    parts = [f"  {str(payload.get('node_id') or ''):<24}", f"{status:<10}"]
+    parts = [f"  {payload.get('node_id') or ''!s:<24}", f"{status:<10}"]
     attempt = data.get("attempt")
     if attempt:
         parts.append(f"attempt {attempt}")

@@ -46,24 +46,32 @@ def dag_layout(definition: dict[str, Any]) -> dict[str, Any]:
     nodes = []
     all_positioned = all(_position(n) is not None for n in raw_nodes)
     for n in raw_nodes:
-        data = n.get("data") if isinstance(n.get("data"), dict) else {}
+        raw_data = n.get("data")
+        data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
         pos = _position(n) if all_positioned else None
         if pos is None:
             col = depth(n["id"], frozenset())
             row = rows.get(col, 0)
             rows[col] = row + 1
             pos = (col * (NODE_W + GAP_X), row * (NODE_H + GAP_Y))
-        nodes.append({
-            "id": n["id"],
-            "type": str(n.get("type") or ""),
-            "label": str(data.get("label") or n["id"]),
-            "x": pos[0],
-            "y": pos[1],
-        })
+        nodes.append(
+            {
+                "id": n["id"],
+                "type": str(n.get("type") or ""),
+                "label": str(data.get("label") or n["id"]),
+                "x": pos[0],
+                "y": pos[1],
+            }
+        )
     edges = [
-        {"id": str(e.get("id") or f"{e.get('source')}-{e.get('target')}"), "source": e["source"], "target": e["target"],
-         "handle": e.get("sourceHandle") or ""}
-        for e in raw_edges if e.get("source") in known and e.get("target") in known
+        {
+            "id": str(e.get("id") or f"{e.get('source')}-{e.get('target')}"),
+            "source": e["source"],
+            "target": e["target"],
+            "handle": e.get("sourceHandle") or "",
+        }
+        for e in raw_edges
+        if e.get("source") in known and e.get("target") in known
     ]
     if nodes:
         min_x = min(n["x"] for n in nodes)
@@ -96,13 +104,12 @@ def run_live(request: HttpRequest, run_id: UUID) -> HttpResponse:
     # event_seq first, node runs second: replaying events after this seq
     # over a possibly newer snapshot converges on the latest state.
     after = run.event_seq
-    node_runs = {
-        nr["node_id"]: nr
-        for nr in NodeRun.objects.filter(run_id=run.id).values("node_id", "status", "attempt")
-    }
+    node_runs = {nr["node_id"]: nr for nr in NodeRun.objects.filter(run_id=run.id).values("node_id", "status", "attempt")}
     # Edges taken/skipped so far (the page applies later ones live).
     edge_state: dict[str, str] = {}
-    for data, type_ in RunEvent.objects.filter(run_id=run.id, seq__lte=after, type__startswith="edge.").order_by("seq").values_list("data", "type"):
+    for data, type_ in (
+        RunEvent.objects.filter(run_id=run.id, seq__lte=after, type__startswith="edge.").order_by("seq").values_list("data", "type")
+    ):
         if isinstance(data, dict) and data.get("edge_id"):
             edge_state[str(data["edge_id"])] = type_.split(".", 1)[1]
     layout = dag_layout(run.version.definition or {})

@@ -1,6 +1,6 @@
 """A separate producer process: records events for a run through the engine's event service.
 
-    python produce_events.py <run_id> <count> <interval_s>
+python produce_events.py <run_id> <count> <interval_s>
 """
 
 from __future__ import annotations

@@ -67,7 +67,11 @@ def start_server(db_name: str, name: str, env_extra: dict[str, str] | None = Non
     log = open(log_path, "ab")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [*args, "-b", "127.0.0.1", "-p", str(port), "zyra.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     server = AsgiServer(proc, port, log_path)
     deadline = time.monotonic() + 60
@@ -75,7 +79,7 @@ def start_server(db_name: str, name: str, env_extra: dict[str, str] | None = Non
         if proc.poll() is not None:
             raise AssertionError(f"ASGI server exited: {server.log_tail()}")
         try:
-            with urllib.request.urlopen(server.http + "/healthz", timeout=2) as resp:
+            with urllib.request.urlopen(server.http + "/healthz", timeout=2) as resp:  # noqa: S310 - loopback http
                 if resp.status == 200:
                     return server
         except OSError:

@@ -21,11 +21,26 @@ def make_finished_run(owner: Any) -> Run:
     definition["nodes"][1]["position"] = {"x": 300, "y": 40}
     wf = make_workflow(owner, definition, name="orders")
     now = timezone.now()
-    run = Run.objects.create(workflow=wf, version=wf.current_version, owner=owner, status="failed", nodes_total=2, nodes_done=2,
-                             started_at=now - timedelta(milliseconds=1500), finished_at=now)
+    run = Run.objects.create(
+        workflow=wf,
+        version=wf.versions.get(),
+        owner=owner,
+        status="failed",
+        nodes_total=2,
+        nodes_done=2,
+        started_at=now - timedelta(milliseconds=1500),
+        finished_at=now,
+    )
     NodeRun.objects.create(run=run, node_id="fetch", type="MANUAL", status="succeeded", attempt=1, topo_index=0)
-    NodeRun.objects.create(run=run, node_id="check", type="MERGE", status="failed", attempt=3, topo_index=1,
-                           error={"code": "http_5xx", "message": "upstream 503"})
+    NodeRun.objects.create(
+        run=run,
+        node_id="check",
+        type="MERGE",
+        status="failed",
+        attempt=3,
+        topo_index=1,
+        error={"code": "http_5xx", "message": "upstream 503"},
+    )
     event_record(run_id=run.id, type="edge.taken", node_id="check", data={"edge_id": "fetch->check", "source": "fetch", "target": "check"})
     event_record(run_id=run.id, type="node.failed", node_id="check", data={"status": "failed", "attempt": 3})
     return run
@@ -77,7 +92,9 @@ def test_live_page_is_for_owner_and_staff_only(db: Any, user: Any, other_user: A
     resp = owner.get(url)
     assert resp.status_code == 200
     html = resp.content.decode()
-    boot = json.loads(re.search(r'<script id="zyra-run-boot" type="application/json">(.*?)</script>', html, re.S).group(1))
+    found = re.search(r'<script id="zyra-run-boot" type="application/json">(.*?)</script>', html, re.S)
+    assert found is not None
+    boot = json.loads(found.group(1))
     assert boot["run_id"] == str(run.id) and boot["after"] == 2 and boot["ws_path"] == f"/ws/runs/{run.id}/"
     nodes = {n["id"]: n for n in boot["layout"]["nodes"]}
     assert nodes["check"]["status"] == "failed" and nodes["check"]["attempt"] == 3
@@ -88,13 +105,21 @@ def test_live_page_is_for_owner_and_staff_only(db: Any, user: Any, other_user: A
 
 
 def test_layout_uses_builder_positions_else_topological_columns() -> None:
-    positioned = dag_layout({"nodes": [{"id": "a", "position": {"x": 100, "y": 50}}, {"id": "b", "position": {"x": 400, "y": 50}}],
-                             "edges": [{"source": "a", "target": "b"}]})
+    positioned = dag_layout(
+        {
+            "nodes": [{"id": "a", "position": {"x": 100, "y": 50}}, {"id": "b", "position": {"x": 400, "y": 50}}],
+            "edges": [{"source": "a", "target": "b"}],
+        }
+    )
     xs = {n["id"]: (n["x"], n["y"]) for n in positioned["nodes"]}
     assert xs == {"a": (20, 20), "b": (320, 20)}
 
-    layered = dag_layout({"nodes": [{"id": "c"}, {"id": "a"}, {"id": "b"}, {"id": "b2"}],
-                          "edges": [{"source": "a", "target": "b"}, {"source": "a", "target": "b2"}, {"source": "b", "target": "c"}]})
+    layered = dag_layout(
+        {
+            "nodes": [{"id": "c"}, {"id": "a"}, {"id": "b"}, {"id": "b2"}],
+            "edges": [{"source": "a", "target": "b"}, {"source": "a", "target": "b2"}, {"source": "b", "target": "c"}],
+        }
+    )
     pos = {n["id"]: (n["x"], n["y"]) for n in layered["nodes"]}
     assert pos["a"][0] < pos["b"][0] == pos["b2"][0] < pos["c"][0]
     assert pos["b"][1] != pos["b2"][1]

@@ -16,8 +16,15 @@ from executions import broadcast
 
 
 def payload(run_id: str, workflow_id: str, seq: int = 1, **data: Any) -> dict[str, Any]:
-    return {"seq": seq, "type": "node.started", "run_id": run_id, "workflow_id": workflow_id, "node_id": "a",
-            "ts": "2026-11-25T20:00:00.000Z", "data": {"status": "running", **data}}
+    return {
+        "seq": seq,
+        "type": "node.started",
+        "run_id": run_id,
+        "workflow_id": workflow_id,
+        "node_id": "a",
+        "ts": "2026-11-25T20:00:00.000Z",
+        "data": {"status": "running", **data},
+    }
 
 
 async def _subscribe_and_publish(groups: list[str], events: list[dict[str, Any]], wait: float) -> list[dict[str, Any]]:
@@ -76,8 +83,9 @@ def test_embedded_in_memory_layer_is_fed_on_the_server_loop(monkeypatch: pytest.
     assert got[0]["events"][0]["seq"] == 7
 
 
-@override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                                               "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]}}})
+@override_settings(
+    CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]}}}
+)
 def test_publish_never_blocks_or_raises_when_the_layer_is_down(caplog: pytest.LogCaptureFixture) -> None:
     run_id, wf_id = str(uuid.uuid4()), str(uuid.uuid4())
     caplog.set_level(logging.ERROR, logger="executions.broadcast")

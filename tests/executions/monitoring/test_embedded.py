@@ -22,7 +22,8 @@ def embedded_server(transactional_db: Any) -> Iterator[AsgiServer]:
     from django.db import connection
 
     server = start_server(
-        connection.settings_dict["NAME"], "daphne-embedded",
+        connection.settings_dict["NAME"],
+        "daphne-embedded",
         {"REDIS_URL": "", "CELERY_BROKER_URL": "", "ZYRA_WS_HEARTBEAT_S": "30"},
         script=[sys.executable, str(HERE / "embedded_server.py")],
     )
@@ -34,7 +35,9 @@ def test_embedded_server_streams_a_run_executed_in_process(embedded_server: Asgi
     wf = make_workflow(user, parallel_definition(width=17, delay_s=2.0))
     key = token_for(user)
     req = urllib.request.Request(  # noqa: S310 - loopback
-        f"{embedded_server.http}/api/workflows/{wf.id}/runs/", data=b'{"inputs": {}}', method="POST",
+        f"{embedded_server.http}/api/workflows/{wf.id}/runs/",
+        data=b'{"inputs": {}}',
+        method="POST",
         headers={"Authorization": f"Token {key}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310

@@ -24,8 +24,13 @@ def test_pages_follow_the_seq_cursor(api: Any, user: Any) -> None:
     assert "after=5" in body["next"] and "limit=5" in body["next"]
     event = body["results"][0]
     assert event == {
-        "seq": 1, "type": "node.started", "run_id": str(run.id), "workflow_id": str(run.workflow_id), "node_id": "n0",
-        "ts": event["ts"], "data": {"status": "running", "i": 0, "progress": {"done": 0, "total": 1}},
+        "seq": 1,
+        "type": "node.started",
+        "run_id": str(run.id),
+        "workflow_id": str(run.workflow_id),
+        "node_id": "n0",
+        "ts": event["ts"],
+        "data": {"status": "running", "i": 0, "progress": {"done": 0, "total": 1}},
     }
     assert event["ts"].endswith("Z")
 

@@ -12,13 +12,23 @@ from tests.executions.monitoring.test_ws_auth import make_run
 
 
 def ev(seq: int, type_: str, node_id: str | None = None, **data: Any) -> dict[str, Any]:
-    return {"seq": seq, "type": type_, "run_id": "r", "workflow_id": "w", "node_id": node_id, "ts": "2026-11-25T20:00:00.000Z", "data": data}
+    return {
+        "seq": seq,
+        "type": type_,
+        "run_id": "r",
+        "workflow_id": "w",
+        "node_id": node_id,
+        "ts": "2026-11-25T20:00:00.000Z",
+        "data": data,
+    }
 
 
 def test_format_bar_and_node_line() -> None:
     assert format_bar(3, 9, "running", width=9) == "[###------] 3/9  33% running"
     assert format_bar(0, 0, "queued", width=4) == "[----] 0/0   0% queued"
-    line = format_node_line(ev(5, "node.failed", "fetch", status="failed", attempt=3, duration_ms=1520, error={"code": "http_5xx", "message": "503"}))
+    line = format_node_line(
+        ev(5, "node.failed", "fetch", status="failed", attempt=3, duration_ms=1520, error={"code": "http_5xx", "message": "503"})
+    )
     assert line.split() == ["fetch", "failed", "attempt", "3", "1.52", "s", "error", "http_5xx"]
     assert "41 ms" in format_node_line(ev(6, "node.succeeded", "a", status="succeeded", attempt=1, duration_ms=41))
 
@@ -26,17 +36,32 @@ def test_format_bar_and_node_line() -> None:
 def test_feed_prints_one_line_per_node_change_and_the_bar_on_a_plain_stream() -> None:
     out = io.StringIO()
     p = RunProgress("r", out, tty=False, width=4)
-    p.feed([
-        ev(1, "run.started", status="running", progress={"done": 0, "total": 2}),
-        ev(2, "node.started", "a", status="running", attempt=1, progress={"done": 0, "total": 2}),
-        ev(3, "node.succeeded", "a", status="succeeded", attempt=1, duration_ms=12, progress={"done": 1, "total": 2}),
-        ev(3, "node.succeeded", "a", status="succeeded", attempt=1, duration_ms=12, progress={"done": 1, "total": 2}),  # repeated: ignored
-    ])
+    p.feed(
+        [
+            ev(1, "run.started", status="running", progress={"done": 0, "total": 2}),
+            ev(2, "node.started", "a", status="running", attempt=1, progress={"done": 0, "total": 2}),
+            ev(3, "node.succeeded", "a", status="succeeded", attempt=1, duration_ms=12, progress={"done": 1, "total": 2}),
+            ev(
+                3, "node.succeeded", "a", status="succeeded", attempt=1, duration_ms=12, progress={"done": 1, "total": 2}
+            ),  # repeated: ignored
+        ]
+    )
     assert not p.finished
-    p.feed([
-        ev(4, "node.failed", "b", status="failed", attempt=2, duration_ms=5, error={"code": "timeout"}, progress={"done": 2, "total": 2}),
-        ev(5, "run.failed", status="failed", progress={"done": 2, "total": 2}),
-    ])
+    p.feed(
+        [
+            ev(
+                4,
+                "node.failed",
+                "b",
+                status="failed",
+                attempt=2,
+                duration_ms=5,
+                error={"code": "timeout"},
+                progress={"done": 2, "total": 2},
+            ),
+            ev(5, "run.failed", status="failed", progress={"done": 2, "total": 2}),
+        ]
+    )
     assert p.finished and p.status == "failed"
     lines = out.getvalue().splitlines()
     assert lines == [
@@ -53,9 +78,13 @@ def test_feed_prints_one_line_per_node_change_and_the_bar_on_a_plain_stream() ->
 def test_tty_redraws_the_bar_in_place() -> None:
     out = io.StringIO()
     p = RunProgress("r", out, tty=True, width=2)
-    p.feed([ev(1, "node.started", "a", status="running", attempt=1, progress={"done": 0, "total": 1}),
+    p.feed(
+        [
+            ev(1, "node.started", "a", status="running", attempt=1, progress={"done": 0, "total": 1}),
             ev(2, "node.succeeded", "a", status="succeeded", attempt=1, progress={"done": 1, "total": 1}),
-            ev(3, "run.succeeded", status="succeeded", progress={"done": 1, "total": 1})])
+            ev(3, "run.succeeded", status="succeeded", progress={"done": 1, "total": 1}),
+        ]
+    )
     text = out.getvalue()
     assert "\r\033[K[##] 1/1 100% succeeded\n" in text
     assert text.count("\n") == 3  # two node lines and the final newline under the bar

@@ -15,7 +15,7 @@ from tests.support.factories import make_workflow, node
 
 def make_run(owner: Any, status: str = "running") -> Run:
     wf = make_workflow(owner, {"nodes": [node("a", "MANUAL")], "edges": []})
-    return Run.objects.create(workflow=wf, version=wf.current_version, owner=owner, status=status, nodes_total=1)
+    return Run.objects.create(workflow=wf, version=wf.versions.get(), owner=owner, status=status, nodes_total=1)
 
 
 def test_anonymous_subscription_is_refused_with_4401(asgi_server: AsgiServer, transactional_db: Any, user: Any) -> None:
@@ -25,7 +25,9 @@ def test_anonymous_subscription_is_refused_with_4401(asgi_server: AsgiServer, tr
     assert refused_code(f"{asgi_server.ws}/ws/workflows/{run.workflow_id}/", origin=asgi_server.http) == 4401
 
 
-def test_another_users_subscription_is_refused_with_4403(asgi_server: AsgiServer, transactional_db: Any, user: Any, other_user: Any) -> None:
+def test_another_users_subscription_is_refused_with_4403(
+    asgi_server: AsgiServer, transactional_db: Any, user: Any, other_user: Any
+) -> None:
     run = make_run(user)
     key = token_for(other_user)
     assert refused_code(f"{asgi_server.ws}/ws/runs/{run.id}/?token={key}", origin=asgi_server.http) == 4403
@@ -68,5 +70,7 @@ def test_owner_by_query_token_subprotocol_and_session_and_staff_are_accepted(
     by_staff = read(f"{url}?token={token_for(staff_user)}", origin=asgi_server.http, stop=done, timeout=5)
     assert _accepted(by_staff)
 
-    wf_stream = read(f"{asgi_server.ws}/ws/workflows/{run.workflow_id}/", origin=asgi_server.http, headers={"Cookie": cookie}, stop=done, timeout=5)
+    wf_stream = read(
+        f"{asgi_server.ws}/ws/workflows/{run.workflow_id}/", origin=asgi_server.http, headers={"Cookie": cookie}, stop=done, timeout=5
+    )
     assert _accepted(wf_stream)

@@ -150,7 +150,9 @@ def test_a_live_event_that_overtakes_others_is_preceded_by_the_missing_ones(
             Run.objects.filter(id=run.id).update(event_seq=3)
             # Only the last one is broadcast (the first two "lost" or late).
             holder["published_at"] = time.time()
-            publish([row_payload(seq=3, type="node.queued", run_id=run.id, workflow_id=run.workflow_id, node_id="n3", ts=now, data={"i": 3})])
+            publish(
+                [row_payload(seq=3, type="node.queued", run_id=run.id, workflow_id=run.workflow_id, node_id="n3", ts=now, data={"i": 3})]
+            )
             flush(5)
         finally:
             connection.close()
@@ -173,14 +175,19 @@ def test_events_of_a_separate_producer_process_arrive_through_redis(asgi_server:
     stream_box: dict[str, Any] = {}
 
     def client() -> None:
-        stream_box["s"] = read(f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}", origin=asgi_server.http, stop_after_seq=count, timeout=30)
+        stream_box["s"] = read(
+            f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}", origin=asgi_server.http, stop_after_seq=count, timeout=30
+        )
 
     thread = threading.Thread(target=client, daemon=True)
     thread.start()
     time.sleep(1.5)  # subscribed, replayed (nothing) and past the first resync
     proc = subprocess.run(
         [sys.executable, str(HERE / "produce_events.py"), str(run.id), str(count), "0.1"],
-        cwd=ROOT, env=env, capture_output=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     thread.join(30)
