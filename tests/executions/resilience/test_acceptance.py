@@ -105,3 +105,69 @@ def test_failing_service_is_isolated_then_recovers_with_one_probe(process_group:
         print(f"phase 2 (50 B runs + 10 plain) took {phase2_s:.1f}s while A was open")
     finally:
         service_b.close()
+
+
+@pytest.mark.timeout(300)
+def test_100_nodes_limited_to_10_per_s_over_3_worker_processes(process_group: Any, user: Any, server: LocalServer) -> None:
+    from collections import Counter
+
+    for i in range(3):
+        process_group.start_worker(f"w-rl-{i}", queues="io,cpu,sweep", pool="threads", concurrency=4)
+    ServicePolicy.objects.create(key=outbound.service_key(server.base), rate_per_s=10, burst=1)
+    nodes = [node("start", "MANUAL")] + [node(f"c{i}", "HTTP_REQUEST", {"url": server.url(f"/limited/{i}")}) for i in range(10)]
+    wf = make_workflow(user, {"nodes": nodes, "edges": [edge("start", f"c{i}") for i in range(10)]}, name="limited")
+    run_ids = [services.run_start(workflow=wf, inputs={"r": r}, user=user).id for r in range(10)]
+    done = _wait_all(run_ids, 200)
+    assert [r.status for r in done].count("succeeded") == 10, {str(r.id): statuses(r) for r in done if r.status != "succeeded"}
+    stamps = sorted(r.ts for r in server.requests if r.path.startswith("/limited/"))
+    assert len(stamps) == 100  # all 100 completed, each called exactly once
+    per_second = Counter(int(ts) for ts in stamps)
+    assert max(per_second.values()) <= 10, sorted(per_second.items())
+    assert all(stamps[i + 10] - stamps[i] >= 0.95 for i in range(len(stamps) - 10))
+    limited = RunEvent.objects.filter(run_id__in=run_ids, type="node.deferred", data__reason="rate_limited").count()
+    assert limited > 0  # the limiter deferred nodes (it did not fail them: every run succeeded)
+    workers = set(NodeRun.objects.filter(run_id__in=run_ids).exclude(node_id="start").values_list("worker", flat=True))
+    assert len(workers) >= 2, workers
+
+
+@pytest.mark.timeout(300)
+def test_retry_after_2_stops_every_worker_for_2_seconds(process_group: Any, user: Any, server: LocalServer) -> None:
+    import redis
+    from django.conf import settings
+
+    from executions.resilience.ratelimit import PREFIX
+
+    for i in range(3):
+        process_group.start_worker(f"w-429-{i}", queues="io,cpu,sweep", pool="threads", concurrency=4)
+    key = outbound.service_key(server.base)
+    first = {"seen": False}
+
+    def answer(req: Any) -> tuple[int, dict[str, str], bytes]:
+        if not first["seen"]:
+            first["seen"] = True
+            return 429, {"Retry-After": "2", "Content-Type": "application/json"}, b'{"error": "slow down"}'
+        return 200, {"Content-Type": "application/json"}, b'{"ok": true}'
+
+    server.route("/api", answer)
+    retry = {"max_attempts": 3, "backoff_s": 0.1, "max_backoff_s": 5}
+    one = make_workflow(user, {"nodes": [node("start", "MANUAL"), node("call", "HTTP_REQUEST", {"url": server.url("/api")}, retry=retry)],
+                               "edges": [edge("start", "call")]}, name="first")
+    many = make_workflow(user, {"nodes": [node("start", "MANUAL")] + [node(f"c{i}", "HTTP_REQUEST", {"url": server.url("/api")}) for i in range(4)],
+                                "edges": [edge("start", f"c{i}") for i in range(4)]}, name="many")
+    warm = services.run_start(workflow=make_workflow(user, {"nodes": [node("start", "MANUAL")], "edges": []}, name="warm"), inputs={}, user=user)
+    assert _wait_all([warm.id], 90)[0].status == "succeeded"
+
+    r1 = services.run_start(workflow=one, inputs={}, user=user)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    wait_until(lambda: (client.pttl(PREFIX + "block:" + key) or 0) > 0, 30, message="the upstream block")
+    rest = [services.run_start(workflow=many, inputs={"i": i}, user=user).id for i in range(5)]
+    done = _wait_all([r1.id, *rest], 120)
+    assert all(r.status == "succeeded" for r in done), {str(r.id): statuses(r) for r in done}
+    stamps = sorted(r.ts for r in server.requests)
+    assert len(stamps) == 1 + 1 + 20  # the 429, its retry, and 5 runs x 4 nodes
+    gap = stamps[1] - stamps[0]
+    assert gap >= 1.95, f"a worker called the service {gap:.3f}s after the 429"
+    assert gap < 6.0  # and work resumed after the block
+    assert RunEvent.objects.filter(run_id__in=rest, type="node.deferred", data__reason="upstream_429").exists()
+    first_node = NodeRun.objects.get(run_id=r1.id, node_id="call")
+    assert first_node.attempt == 2 and first_node.status == "succeeded"  # the 429 itself cost one attempt
