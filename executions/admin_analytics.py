@@ -66,7 +66,7 @@ def svg_line(points: Sequence[tuple[str, float | None]], *, width: int = 860, he
     left, bottom, top = 60, 24, 10
     plot_w, plot_h = width - left - 10, height - bottom - top
     values = [v for _, v in points if v is not None]
-    peak = max(values + [1.0])
+    peak = max([*values, 1.0])
     step = plot_w / max(len(points) - 1, 1)
     coords = []
     dots = []
@@ -121,8 +121,8 @@ def analytics_dashboard(request: HttpRequest) -> HttpResponse:
     label_every = max(1, len(series) // 24)
     keys = ("succeeded", "partially_succeeded", "failed", "timed_out", "cancelled")
     node_rows = [(t["type"], float(t["node_runs"]),
-                  f"{t['type']}: {t['node_runs']} node runs, failure rate {_percent(t['failure_rate'])}, "
-                  f"p95 {_fmt(t['duration_ms']['p95'])}") for t in summary["node_types"]]
+                  (f"{t['type']}: {t['node_runs']} node runs, failure rate {_percent(t['failure_rate'])}, "
+                   f"p95 {_fmt(t['duration_ms']['p95'])}")) for t in summary["node_types"]]
     fail_rows = [(t["type"], round((t["failure_rate"] or 0) * 100, 1), f"{t['type']}: {t['failed'] + t['timed_out']} failed")
                  for t in summary["node_types"]]
     deferred_rows = [(reason, float(ms), f"{reason}: {ms} ms") for reason, ms in summary["deferred_ms"]["by_reason"].items()]
