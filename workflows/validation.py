@@ -16,7 +16,7 @@ too_many_edges, too_deeply_nested, invalid_node, missing_id, invalid_id,
 duplicate_id, missing_type, unknown_type, invalid_data, invalid_config,
 invalid_retry, invalid_timeout, invalid_on_error, invalid_output_schema,
 invalid_field, invalid_edge, duplicate_edge_id, dangling_edge, self_loop, cycle,
-invalid_handle, invalid_condition, template_syntax, unknown_node_reference,
+invalid_handle, invalid_condition, template_syntax, too_much_template_text, unknown_node_reference,
 not_upstream, unknown_secret, invalid_setting; plus the codes of a type's own
 config checks (SCHEDULE: invalid_cron, invalid_timezone).
 """
@@ -49,6 +49,9 @@ MAX_MESSAGE = 300  # jsonschema messages embed the instance; keep them readable
 MAX_RETRY_ATTEMPTS = 20
 MAX_PARALLEL_NODES = 1000
 EDGES_PER_NODE_CAP = 10  # edge cap = this x node cap
+# Total characters of template text in one definition (settings.ZYRA_MAX_TEMPLATE_CHARS):
+# a 2,000-node workflow with a template per node has ~120 k.
+DEFAULT_TEMPLATE_TEXT_CAP = 512 * 1024
 
 
 def _esc(part: object) -> str:
@@ -103,15 +106,86 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _check_names(tree: jinja_nodes.Node) -> None:
-    """What Jinja's code generator would reject that its parser does not."""
+    """What Jinja's code generator would reject that its parser does not.
+
+    Iterative: ``Node.find_all`` recurses through nested generators, which is
+    quadratic in the depth of a long attribute chain.
+    """
     env = templates._env
-    found = [tree] if isinstance(tree, (jinja_nodes.Filter, jinja_nodes.Test)) else []
-    for node in [*found, *tree.find_all((jinja_nodes.Filter, jinja_nodes.Test))]:
-        name = node.name
-        if isinstance(node, jinja_nodes.Filter) and name not in env.filters:
-            raise JinjaTemplateError(f"no filter named {name!r}")
-        if isinstance(node, jinja_nodes.Test) and name not in env.tests:
-            raise JinjaTemplateError(f"no test named {name!r}")
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, jinja_nodes.Filter) and node.name not in env.filters:
+            raise JinjaTemplateError(f"no filter named {node.name!r}")
+        if isinstance(node, jinja_nodes.Test) and node.name not in env.tests:
+            raise JinjaTemplateError(f"no test named {node.name!r}")
+        stack.extend(node.iter_child_nodes())
+
+
+MAX_TEMPLATE_NESTING = 50  # brackets inside one template; the parser recurses per level
+
+
+def template_expressions(text: str) -> list[str]:
+    """The ``{{ ... }}`` expressions of ``text``, as the engine's regex finds them.
+
+    Linear: the engine's pattern, run on a string of many unclosed ``{{``,
+    retries the scan from every one of them (quadratic: ten seconds for 10 kB).
+    Once no ``}}`` follows a ``{{``, none follows a later one either.
+    """
+    found: list[str] = []
+    pos = 0
+    while True:
+        start = text.find("{{", pos)
+        if start < 0:
+            return found
+        end = text.find("}}", start + 2)
+        if end < 0:
+            return found
+        found.append(text[start + 2 : end])
+        pos = end + 2
+
+
+def _rewrite(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    while True:
+        start = text.find("{{", pos)
+        end = text.find("}}", start + 2) if start >= 0 else -1
+        if end < 0:
+            out.append(text[pos:])
+            return "".join(out)
+        out.append(text[pos:start])
+        out.append("{{ " + templates._rewrite_legacy(text[start + 2 : end]) + " }}")
+        pos = end + 2
+
+
+def _nesting_exceeds(text: str, limit: int) -> bool:
+    depth = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+    return False
+
+
+def template_node_references(text: str) -> list[str]:
+    """Node ids the templates of ``text`` name (``templates.node_references``, linear)."""
+    found: list[str] = []
+    for expr in template_expressions(text):
+        legacy = templates._LEGACY.match(expr)
+        if legacy and legacy.group("id") not in templates.ROOT_NAMES and (legacy.group("rest") or "-" in legacy.group("id")):
+            found.append(legacy.group("id"))
+            continue
+        found.extend(m.group(1) or m.group(2) for m in templates._NODE_REF.finditer(expr))
+    return found
+
+
+def template_secret_references(text: str) -> list[str]:
+    """Secret names the templates of ``text`` name (``templates.secret_references``, linear)."""
+    return [m.group(1) or m.group(2) for expr in template_expressions(text) for m in templates._SECRET_REF.finditer(expr)]
 
 
 @functools.lru_cache(maxsize=16384)
@@ -119,11 +193,14 @@ def template_syntax_error(text: str) -> str | None:
     """None when every template in ``text`` is well formed, else the message.
 
     Same verdict as ``templates.syntax_error`` (the engine's renderer), but it
-    parses instead of compiling to Python code, which is five times cheaper:
-    a 2,000-node definition has thousands of templates.
+    parses instead of compiling to Python code, which is five times cheaper
+    (a 2,000-node definition has thousands of templates), and it stays linear
+    on hostile input.
     """
     if len(text) > templates.MAX_TEMPLATE_LEN:
         return f"template longer than {templates.MAX_TEMPLATE_LEN} characters"
+    if _nesting_exceeds(text, MAX_TEMPLATE_NESTING):
+        return f"brackets nest deeper than {MAX_TEMPLATE_NESTING} levels"
     env = templates._env
     try:
         whole = templates._WHOLE.match(text)
@@ -135,8 +212,7 @@ def template_syntax_error(text: str) -> str | None:
                 return "unexpected text after the expression"
             _check_names(expr)
         else:
-            rewritten = templates._EXPR.sub(lambda m: "{{ " + templates._rewrite_legacy(m.group("expr")) + " }}", text)
-            _check_names(env.parse(rewritten))
+            _check_names(env.parse(_rewrite(text)))
     except JinjaTemplateError as exc:
         return str(exc.message or exc)
     except (RecursionError, MemoryError, ValueError, OverflowError) as exc:
@@ -214,6 +290,7 @@ class _Validation:
     edge_index: dict[int, int] = field(default_factory=dict)  # id(Edge) -> index in submitted edges
     edge_refs: list[tuple[str, str, str]] = field(default_factory=list)  # (pointer, source id, referenced id)
     secret_refs: list[tuple[str, str]] = field(default_factory=list)
+    template_budget: int = 0  # characters of template text still to check
 
     def add(self, path: str, code: str, message: str) -> None:
         self.errors.append(ErrorDetail(path, code, _short(message)))
@@ -356,17 +433,33 @@ class _Validation:
             self.add(f"{base}/data/isEnabled", "invalid_field", "isEnabled must be true or false")
         return on_error
 
+    def _spend(self, text: str) -> bool:
+        """Charge ``text`` to the template budget; False (reported once) when it runs out.
+
+        Parsing costs up to ~30 us per character on hostile input, so the total
+        template text of one definition is capped to keep a request bounded.
+        """
+        if self.template_budget < 0:
+            return False
+        self.template_budget -= len(text)
+        if self.template_budget < 0:
+            self.add("", "too_much_template_text", f"the templates of this definition exceed {template_text_cap()} characters in total")
+            return False
+        return True
+
     def _templates(self, base: str, config: dict[str, Any], info: _NodeInfo) -> None:
         for where, text in _strings(config, base):
             if "{{" not in text:
                 continue
+            if not self._spend(text):
+                return
             problem = template_syntax_error(text)
             if problem is not None:
                 self.add(where, "template_syntax", f"template error: {problem}")
                 continue
-            for _, ref in templates.node_references(text):
+            for ref in template_node_references(text):
                 info.refs.append((where, ref))
-            for _, name in templates.secret_references(text):
+            for name in template_secret_references(text):
                 self.secret_refs.append((where, name))
 
     # edges ------------------------------------------------------------------
@@ -412,11 +505,11 @@ class _Validation:
                 self.add(where, "invalid_condition", "an edge condition must be an expression string")
             else:
                 text = condition if "{{" in condition else "{{ " + condition + " }}"
-                problem = template_syntax_error(text)
+                problem = template_syntax_error(text) if self._spend(text) else None
                 if problem is not None:
                     self.add(where, "template_syntax", f"template error: {problem}")
                 elif source is not None:
-                    for ref in templates.expression_node_references(condition):
+                    for ref in template_node_references(text):
                         if ref != "output":  # older scanners read output.x as a legacy node reference
                             self.edge_refs.append((where, source, ref))
         if source is not None and target is not None:
@@ -625,6 +718,12 @@ def _strongly_connected(members: set[str], out: dict[str, list[Edge]]) -> list[l
     return result
 
 
+def template_text_cap() -> int:
+    from django.conf import settings
+
+    return int(getattr(settings, "ZYRA_MAX_TEMPLATE_CHARS", DEFAULT_TEMPLATE_TEXT_CAP))
+
+
 def validate_definition(definition: Any, *, max_nodes: int | None = None, owner: Any = None) -> list[ErrorDetail]:
     """Every problem of ``definition`` (as submitted), or ``[]`` when it is valid.
 
@@ -637,7 +736,7 @@ def validate_definition(definition: Any, *, max_nodes: int | None = None, owner:
         from django.conf import settings
 
         max_nodes = int(settings.ZYRA_MAX_NODES)
-    v = _Validation(max_nodes=max_nodes, owner=owner)
+    v = _Validation(max_nodes=max_nodes, owner=owner, template_budget=template_text_cap())
     if not isinstance(definition, dict):
         v.add("", "not_an_object", "the definition must be a JSON object with nodes and edges")
         return v.errors

@@ -508,3 +508,33 @@ def test_ten_distinct_problems_in_one_pass() -> None:
         ]
     )
     assert all(e.message for e in errors)
+
+
+def test_template_text_budget(settings: Any) -> None:
+    settings.ZYRA_MAX_TEMPLATE_CHARS = 100
+    d = base()
+    d["nodes"][3]["data"]["config"]["body"] = "{{ nodes.fetch.output.status }}" * 4
+    assert codes(d) == [("", "too_much_template_text")]
+    settings.ZYRA_MAX_TEMPLATE_CHARS = 1000
+    assert codes(d) == []
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "{{" * 4999,  # the engine's regex is quadratic on this
+        "{{ " + "a." * 4990 + "b }}",
+        "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}",
+        "{{ " + "1+" * 4990 + "1 }}",
+    ],
+)
+def test_hostile_templates_are_cheap_to_reject_or_accept(hostile: str) -> None:
+    import time
+
+    d = base()
+    d["nodes"][3]["data"]["config"]["body"] = hostile
+    started = time.process_time()
+    errors = validate_definition(d)
+    # Generous bound (a shared 2-core box); the quadratic paths took 8-20 s.
+    assert time.process_time() - started < 3.0
+    assert all(e.path == "/nodes/3/data/config/body" for e in errors)
