@@ -331,10 +331,17 @@ class RunEventsConsumer(_EventStream):
 
 
 class WorkflowEventsConsumer(_EventStream):
-    """``ws/workflows/<workflow_id>/``: live events of every run of the workflow."""
+    """``ws/workflows/<workflow_id>/``: live events of every run of the workflow.
+
+    Live only, in arrival order: broadcasts from different workers may arrive
+    out of seq order, so repeats are recognised by the seqs seen per run, not
+    by a high-water mark (which would drop an overtaken event).
+    """
+
+    SEEN_PER_RUN = 4096
 
     async def connect(self) -> None:
-        self._last: dict[str, int] = {}
+        self._seen: dict[str, set[int]] = {}
         user = await self._open()
         if user is None:
             return
@@ -349,8 +356,13 @@ class WorkflowEventsConsumer(_EventStream):
 
     async def run_events(self, message: dict[str, Any]) -> None:
         for wire in message.get("events", []):
-            run_id = str(wire.get("run_id"))
-            if wire["seq"] <= self._last.get(run_id, 0):
+            seen = self._seen.setdefault(str(wire.get("run_id")), set())
+            seq = int(wire["seq"])
+            if seq in seen:
                 continue  # a repeated broadcast
-            self._last[run_id] = wire["seq"]
+            seen.add(seq)
+            if len(seen) > self.SEEN_PER_RUN:
+                # Keep the newest half: repeats arrive close to the original.
+                for old in sorted(seen)[: len(seen) // 2]:
+                    seen.discard(old)
             await self.send_text(wire["text"])

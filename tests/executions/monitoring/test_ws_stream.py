@@ -248,3 +248,30 @@ def test_workflow_stream_carries_the_events_of_all_its_runs(asgi_server: AsgiSer
         r = wait_run(r.id)
         got = sorted(e["seq"] for e in stream.events if e["run_id"] == str(r.id))
         assert got == list(range(1, r.event_seq + 1))
+
+
+def test_workflow_stream_keeps_overtaken_events_and_drops_repeats(asgi_server: AsgiServer, transactional_db: Any, user: Any) -> None:
+    from executions.broadcast import flush, publish, row_payload
+
+    run = make_run(user)
+    now = timezone.now()
+
+    def ev(seq: int) -> dict[str, Any]:
+        return row_payload(seq=seq, type="node.started", run_id=run.id, workflow_id=run.workflow_id, node_id=f"n{seq}", ts=now, data={})
+
+    def produce() -> None:
+        time.sleep(0.8)
+        for seq in (2, 1, 2, 3):  # 1 overtaken by 2, then 2 repeated
+            publish([ev(seq)])
+            flush(5)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    stream = read(
+        f"{asgi_server.ws}/ws/workflows/{run.workflow_id}/?token={token_for(user)}",
+        origin=asgi_server.http,
+        stop=lambda s: 3 in s.seqs,
+        timeout=10,
+    )
+    thread.join(10)
+    assert stream.seqs == [2, 1, 3]
