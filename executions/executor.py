@@ -166,18 +166,40 @@ def _store_inputs(config: Any, data: Any, redactor: Redactor) -> Any:
 # --------------------------------------------------------------------------- the attempt
 
 
-def node_execute(*, node_run_id: int, attempt: int) -> bool:
-    """Run one attempt; returns whether this call held the claim."""
-    claim = services.node_claim(node_run_id=node_run_id, attempt=attempt)
-    if claim is None:
-        return False
-    heartbeat.track(node_run_id, claim.timeout_s)
-    try:
-        result = _attempt(claim)
-    finally:
-        heartbeat.untrack(node_run_id)
-    services.node_complete(node_run_id=node_run_id, attempt=attempt, result=result, evaluate=edge_condition_evaluator(claim.run))
-    return True
+def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = None) -> bool:
+    """Run one attempt, then (hand-off fast path) up to ``inline_budget`` successors in this thread.
+
+    Returns whether the first call held the claim.
+    """
+    from executions.dispatch import InlineSlot, send_many
+
+    budget = settings.ZYRA_INLINE_HANDOFFS if inline_budget is None else inline_budget
+    first = True
+    claimed_first = False
+    while True:
+        claim = services.node_claim(node_run_id=node_run_id, attempt=attempt)
+        if claim is None:
+            return claimed_first if not first else False
+        if first:
+            claimed_first = True
+        first = False
+        heartbeat.track(node_run_id, claim.timeout_s)
+        try:
+            result = _attempt(claim)
+        finally:
+            heartbeat.untrack(node_run_id)
+        with InlineSlot(claim.node_run.queue) as slot:
+            if budget <= 0:
+                slot.item = None
+                slot.queue = ""  # nothing is kept inline
+            services.node_complete(node_run_id=node_run_id, attempt=attempt, result=result, evaluate=edge_condition_evaluator(claim.run))
+        if slot.item is None:
+            return True
+        budget -= 1
+        node_run_id, attempt = slot.item[0], slot.item[1]
+        if budget < 0:  # pragma: no cover - guarded above
+            send_many([slot.item])
+            return True
 
 
 def _attempt(claim: services.Claim) -> services.Result:

@@ -48,3 +48,7 @@ ZYRA_RETENTION_BATCH = env_int("ZYRA_RETENTION_BATCH", 500)  # runs per transact
 ZYRA_RETENTION_MAX_BATCHES = env_int("ZYRA_RETENTION_MAX_BATCHES", 200)  # per beat tick
 ZYRA_RETENTION_PAUSE_S = env_float("ZYRA_RETENTION_PAUSE_S", 0.05)  # between batches
 ZYRA_RETENTION_INTERVAL_S = env_float("ZYRA_RETENTION_INTERVAL_S", 3600.0)
+# Hand-off fast path: a worker thread may run up to this many successors of the node it
+# just finished itself (claimed through the database like any attempt) before going
+# back through the broker. 0 = every hand-off goes through the broker.
+ZYRA_INLINE_HANDOFFS = env_int("ZYRA_INLINE_HANDOFFS", 64)
