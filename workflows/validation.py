@@ -125,38 +125,18 @@ def _check_names(tree: jinja_nodes.Node) -> None:
 MAX_TEMPLATE_NESTING = 50  # brackets inside one template; the parser recurses per level
 
 
-def template_expressions(text: str) -> list[str]:
-    """The ``{{ ... }}`` expressions of ``text``, as the engine's regex finds them.
+def _unclosed(text: str) -> str | None:
+    """The opening delimiter that is never closed, if any.
 
-    Linear: the engine's pattern, run on a string of many unclosed ``{{``,
-    retries the scan from every one of them (quadratic: ten seconds for 10 kB).
-    Once no ``}}`` follows a ``{{``, none follows a later one either.
+    Such text is a syntax error anyway, and it is the one shape on which the
+    engine's scanning regexes are quadratic (each unclosed ``{{`` rescans to
+    the end: ten seconds for 10 kB), so it is caught first, in linear time.
     """
-    found: list[str] = []
-    pos = 0
-    while True:
-        start = text.find("{{", pos)
-        if start < 0:
-            return found
-        end = text.find("}}", start + 2)
-        if end < 0:
-            return found
-        found.append(text[start + 2 : end])
-        pos = end + 2
-
-
-def _rewrite(text: str) -> str:
-    out: list[str] = []
-    pos = 0
-    while True:
-        start = text.find("{{", pos)
-        end = text.find("}}", start + 2) if start >= 0 else -1
-        if end < 0:
-            out.append(text[pos:])
-            return "".join(out)
-        out.append(text[pos:start])
-        out.append("{{ " + templates._rewrite_legacy(text[start + 2 : end]) + " }}")
-        pos = end + 2
+    for opener, closer in (("{{", "}}"), ("{%", "%}"), ("{#", "#}")):
+        last = text.rfind(opener)
+        if last >= 0 and text.find(closer, last + 2) < 0:
+            return opener
+    return None
 
 
 def _nesting_exceeds(text: str, limit: int) -> bool:
@@ -172,20 +152,13 @@ def _nesting_exceeds(text: str, limit: int) -> bool:
 
 
 def template_node_references(text: str) -> list[str]:
-    """Node ids the templates of ``text`` name (``templates.node_references``, linear)."""
-    found: list[str] = []
-    for expr in template_expressions(text):
-        legacy = templates._LEGACY.match(expr)
-        if legacy and legacy.group("id") not in templates.ROOT_NAMES and (legacy.group("rest") or "-" in legacy.group("id")):
-            found.append(legacy.group("id"))
-            continue
-        found.extend(m.group(1) or m.group(2) for m in templates._NODE_REF.finditer(expr))
-    return found
+    """Node ids the templates of a well-formed ``text`` name."""
+    return [node_id for _, node_id in templates.node_references(text)]
 
 
 def template_secret_references(text: str) -> list[str]:
-    """Secret names the templates of ``text`` name (``templates.secret_references``, linear)."""
-    return [m.group(1) or m.group(2) for expr in template_expressions(text) for m in templates._SECRET_REF.finditer(expr)]
+    """Secret names the templates of a well-formed ``text`` name."""
+    return [name for _, name in templates.secret_references(text)]
 
 
 @functools.lru_cache(maxsize=16384)
@@ -199,6 +172,9 @@ def template_syntax_error(text: str) -> str | None:
     """
     if len(text) > templates.MAX_TEMPLATE_LEN:
         return f"template longer than {templates.MAX_TEMPLATE_LEN} characters"
+    opener = _unclosed(text)
+    if opener is not None:
+        return f"an opening {opener} is never closed"
     if _nesting_exceeds(text, MAX_TEMPLATE_NESTING):
         return f"brackets nest deeper than {MAX_TEMPLATE_NESTING} levels"
     env = templates._env
@@ -212,7 +188,7 @@ def template_syntax_error(text: str) -> str | None:
                 return "unexpected text after the expression"
             _check_names(expr)
         else:
-            _check_names(env.parse(_rewrite(text)))
+            _check_names(env.parse(templates._rewrite_template(text)))
     except JinjaTemplateError as exc:
         return str(exc.message or exc)
     except (RecursionError, MemoryError, ValueError, OverflowError) as exc:

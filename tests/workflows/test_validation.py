@@ -426,6 +426,11 @@ def test_template_syntax_matches_engine_verdict() -> None:
         "{% for x in y %}{{ x }}{% endfor %}",
         "{{fetch-1.body.items[0]}}",
         "{{ nodes['a-b'].output | json }}",
+        "{{ a }} {{",
+        "{% for x in y %}{{ x.name }}",
+        "{% for x in y %}{{ x.name }}{% endfor %}",
+        "{# note #}{{ a }}",
+        "{{ input.a }}{# unclosed",
     ]
     for text in samples:
         assert (template_syntax_error(text) is None) == (templates.syntax_error(text) is None), text
@@ -538,3 +543,9 @@ def test_hostile_templates_are_cheap_to_reject_or_accept(hostile: str) -> None:
     # Generous bound (a shared 2-core box); the quadratic paths took 8-20 s.
     assert time.process_time() - started < 3.0
     assert all(e.path == "/nodes/3/data/config/body" for e in errors)
+
+
+def test_loop_variables_are_not_node_references() -> None:
+    d = base()
+    d["nodes"][4]["data"]["config"]["body"] = "{% for item in nodes.fetch.output.body %}{{ item.name }}{% endfor %}"
+    assert codes(d) == []
