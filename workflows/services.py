@@ -69,6 +69,7 @@ def workflow_create(
     version = _version_create(workflow=workflow, number=1, submitted=definition, canonical=canonical, user=owner)
     workflow.current_version = version
     workflow.save(update_fields=["current_version", "updated_at"])
+    _triggers_sync(workflow)
     log.info("workflows.created workflow_id=%s version=1 nodes=%d", workflow.pk, len(canonical["nodes"]))
     return workflow
 
@@ -113,7 +114,16 @@ def workflow_update(
         fields.append("tags")
     if fields:
         locked.save(update_fields=[*fields, "updated_at"])
+    if "current_version" in fields:
+        _triggers_sync(locked)
     return locked
+
+
+def _triggers_sync(workflow: Workflow) -> None:
+    """Webhook endpoints and schedules follow the current version (same transaction)."""
+    from triggers.services import triggers_sync
+
+    triggers_sync(workflow)
 
 
 @transaction.atomic
@@ -124,5 +134,6 @@ def workflow_archive(*, workflow: Workflow, user: Any = None) -> Workflow:
         locked.is_active = False
         locked.archived_at = timezone.now()
         locked.save(update_fields=["is_active", "archived_at", "updated_at"])
+        _triggers_sync(locked)  # an archived workflow's endpoints and schedules stop
         log.info("workflows.archived workflow_id=%s by=%s", locked.pk, getattr(user, "pk", None))
     return locked
