@@ -47,13 +47,9 @@ def test_rendered_boolean_expression_keeps_its_value_in_output() -> None:
 
 def test_bare_expression_is_evaluated_in_the_sandbox() -> None:
     raw = {"expression": "input.amount > 100 and nodes.fetch.output.status == 200"}
-    ok = run_node(
-        "CONDITION", raw, run_input={"amount": 150}, inputs_by_node={"fetch": {"status": 200}}, raw_config=raw
-    )
+    ok = run_node("CONDITION", raw, run_input={"amount": 150}, inputs_by_node={"fetch": {"status": 200}}, raw_config=raw)
     assert ok["result"] is True
-    low = run_node(
-        "CONDITION", raw, run_input={"amount": 50}, inputs_by_node={"fetch": {"status": 200}}, raw_config=raw
-    )
+    low = run_node("CONDITION", raw, run_input={"amount": 50}, inputs_by_node={"fetch": {"status": 200}}, raw_config=raw)
     assert low["result"] is False
 
 
@@ -176,9 +172,7 @@ def test_coercion_and_operator_errors_are_validation(row: dict[str, object], fra
 def test_regex_caps_on_pattern_and_subject() -> None:
     err = node_error("CONDITION", {"conditions": [{"leftValue": "x", "operator": "regex", "rightValue": "a" * 501}]})
     assert err.code == "validation" and "500" in err.message
-    err = node_error(
-        "CONDITION", {"conditions": [{"leftValue": "a" * 100_001, "operator": "regex", "rightValue": "a"}]}
-    )
+    err = node_error("CONDITION", {"conditions": [{"leftValue": "a" * 100_001, "operator": "regex", "rightValue": "a"}]})
     assert err.code == "validation" and "100000" in err.message
 
 

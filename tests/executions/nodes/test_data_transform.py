@@ -59,7 +59,16 @@ def test_filter_coercion_error_names_op_and_item() -> None:
 
 @pytest.mark.parametrize(
     ("fn", "expected"),
-    [("sum", 225.5), ("avg", 75.16666666666667), ("min", 30), ("max", 120.5), ("count", 4), ("first", 120.5), ("last", None), ("list", [120.5, 30, "75", None])],
+    [
+        ("sum", 225.5),
+        ("avg", 75.16666666666667),
+        ("min", 30),
+        ("max", 120.5),
+        ("count", 4),
+        ("first", 120.5),
+        ("last", None),
+        ("list", [120.5, 30, "75", None]),
+    ],
 )
 def test_aggregate(fn: str, expected: Any) -> None:
     assert transform([{"op": "aggregate", "field": "total", "fn": fn}]) == expected
@@ -80,7 +89,8 @@ def test_aggregate_of_empty_list() -> None:
 
 def test_aggregate_errors() -> None:
     err = node_error(
-        "DATA_TRANSFORM", {"source": [1, "x"], "operations": [{"op": "map", "fields": {"v": ""}}, {"op": "aggregate", "field": "v", "fn": "sum"}]}
+        "DATA_TRANSFORM",
+        {"source": [1, "x"], "operations": [{"op": "map", "fields": {"v": ""}}, {"op": "aggregate", "field": "v", "fn": "sum"}]},
     )
     assert err.code == "validation" and "operations/1" in err.message
     err = node_error("DATA_TRANSFORM", {"source": [1e308, 1e308], "operations": [{"op": "aggregate", "fn": "sum"}]})

@@ -49,9 +49,16 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     # pytest-django swaps in the locmem backend; the node must talk real SMTP here.
-    with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1",
-                           EMAIL_PORT=port, EMAIL_USE_TLS=False, EMAIL_USE_SSL=False, EMAIL_HOST_USER="",
-                           EMAIL_HOST_PASSWORD="", DEFAULT_FROM_EMAIL="zyra@example.com"):
+    with override_settings(
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=port,
+        EMAIL_USE_TLS=False,
+        EMAIL_USE_SSL=False,
+        EMAIL_HOST_USER="",
+        EMAIL_HOST_PASSWORD="",
+        DEFAULT_FROM_EMAIL="zyra@example.com",
+    ):
         yield inbox, port
     controller.stop()
 
@@ -62,8 +69,17 @@ def run(config: dict[str, Any], **kwargs: Any) -> Any:
 
 def test_sends_text_and_html_to_all_recipients(smtp: tuple[Inbox, int]) -> None:
     inbox, port = smtp
-    out = run({"to": "a@example.com, b@example.com", "cc": ["c@example.com"], "bcc": "d@example.com",
-               "subject": "Order 7 shipped", "body": "plain text", "html": "<b>html</b>", "reply_to": "ops@example.com"})
+    out = run(
+        {
+            "to": "a@example.com, b@example.com",
+            "cc": ["c@example.com"],
+            "bcc": "d@example.com",
+            "subject": "Order 7 shipped",
+            "body": "plain text",
+            "html": "<b>html</b>",
+            "reply_to": "ops@example.com",
+        }
+    )
     assert out["sent"] == 1
     assert out["to"] == ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
     envelope, msg = inbox.messages[0]
@@ -102,8 +118,7 @@ def test_refused_recipient_is_not_retryable(smtp: tuple[Inbox, int]) -> None:
 
 
 def test_server_down_is_a_connection_error() -> None:
-    with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1",
-                           EMAIL_PORT=free_port()):
+    with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1", EMAIL_PORT=free_port()):
         with pytest.raises(NodeError) as info:
             run({"to": "a@example.com", "subject": "s", "body": "b"})
     assert info.value.code == "connection"

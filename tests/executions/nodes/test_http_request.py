@@ -30,8 +30,9 @@ def fail(config: dict[str, Any]) -> NodeError:
 
 
 def test_get_with_query_returns_status_headers_and_parsed_json(server: LocalServer) -> None:
-    server.route("/orders", lambda req: (200, {"Content-Type": "application/json", "X-Trace": "t1"},
-                                         json.dumps({"id": 7, "items": [1, 2]}).encode()))
+    server.route(
+        "/orders", lambda req: (200, {"Content-Type": "application/json", "X-Trace": "t1"}, json.dumps({"id": 7, "items": [1, 2]}).encode())
+    )
     out = run({"url": server.url("/orders"), "query": {"page": 2, "tag": ["a", "b"], "flag": True}})
     assert out["status"] == 200
     assert out["body"] == {"id": 7, "items": [1, 2]}
@@ -62,8 +63,15 @@ def test_raw_body_and_text_response(server: LocalServer) -> None:
 
 @pytest.mark.parametrize(
     ("status", "code", "retryable"),
-    [(500, "http_5xx", True), (503, "http_5xx", True), (429, "http_429", True), (404, "http_4xx", False),
-     (400, "http_4xx", False), (401, "auth", False), (403, "auth", False)],
+    [
+        (500, "http_5xx", True),
+        (503, "http_5xx", True),
+        (429, "http_429", True),
+        (404, "http_4xx", False),
+        (400, "http_4xx", False),
+        (401, "auth", False),
+        (403, "auth", False),
+    ],
 )
 def test_non_2xx_is_classified(server: LocalServer, status: int, code: str, retryable: bool) -> None:
     server.responses("/x", [(status, {"error": "e"})])

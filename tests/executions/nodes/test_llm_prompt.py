@@ -22,7 +22,9 @@ def llm(server: LocalServer) -> LocalServer:
         body = req.json()
         last = body["messages"][-1]["content"]
         answer = {
-            "id": "c1", "object": "chat.completion", "model": body["model"] + "-2026",
+            "id": "c1",
+            "object": "chat.completion",
+            "model": body["model"] + "-2026",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": f"echo: {last}"}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
         }
@@ -38,16 +40,25 @@ def run(server: LocalServer, **config: Any) -> Any:
 
 def test_prompt_with_system_temperature_and_max_tokens(llm: LocalServer) -> None:
     out = run(llm, model="gpt-x", prompt="hello", system="be brief", temperature=0.2, max_tokens=50)
-    assert out == {"text": "echo: hello", "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-                   "model": "gpt-x-2026", "finish_reason": "stop"}
+    assert out == {
+        "text": "echo: hello",
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+        "model": "gpt-x-2026",
+        "finish_reason": "stop",
+    }
     sent = llm.requests[0].json()
-    assert sent == {"model": "gpt-x", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}],
-                    "temperature": 0.2, "max_tokens": 50}
+    assert sent == {
+        "model": "gpt-x",
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}],
+        "temperature": 0.2,
+        "max_tokens": 50,
+    }
 
 
 def test_messages_form(llm: LocalServer) -> None:
-    out = run(llm, model="m", messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-                                        {"role": "user", "content": "c"}])
+    out = run(
+        llm, model="m", messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    )
     assert out["text"] == "echo: c"
     assert len(llm.requests[0].json()["messages"]) == 3
 

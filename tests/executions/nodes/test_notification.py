@@ -34,8 +34,7 @@ def test_discord_style(server: LocalServer) -> None:
 
 
 def test_generic_webhook_payload(server: LocalServer) -> None:
-    out = run({"url": server.url("/hook"), "payload": {"event": "order", "id": 7}, "message": "hi",
-               "headers": {"X-Signature": "abc"}})
+    out = run({"url": server.url("/hook"), "payload": {"event": "order", "id": 7}, "message": "hi", "headers": {"X-Signature": "abc"}})
     assert out["status"] == 200
     req = server.requests[0]
     assert req.json() == {"event": "order", "id": 7, "message": "hi"}

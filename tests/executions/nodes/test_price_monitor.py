@@ -14,8 +14,10 @@ from tests.support.servers import LocalServer, Request
 
 pytestmark = pytest.mark.django_db
 
-PRICES = {"bitcoin": {"usd": 65000.5, "usd_24h_change": -6.2, "eur": 60000.0, "eur_24h_change": -6.0},
-          "ethereum": {"usd": 3100.0, "usd_24h_change": 1.5}}
+PRICES = {
+    "bitcoin": {"usd": 65000.5, "usd_24h_change": -6.2, "eur": 60000.0, "eur_24h_change": -6.0},
+    "ethereum": {"usd": 3100.0, "usd_24h_change": 1.5},
+}
 
 
 @pytest.fixture
