@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
+from functools import lru_cache
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -21,10 +24,27 @@ def _error(status: int, code: str, message: str, path: str = "", headers: dict[s
     return response
 
 
+@lru_cache(maxsize=1)
+def _gate(size: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(max(1, size))
+
+
 @csrf_exempt
 def hook(request: HttpRequest, token: str) -> JsonResponse:
     if request.method != "POST":
         return _error(405, "method_not_allowed", "use POST", headers={"Allow": "POST"})
+    # Under ASGI every sync request gets its own thread and DB connection; without
+    # a bound, a burst opens more connections than PostgreSQL allows (500s).
+    gate = _gate(settings.ZYRA_WEBHOOK_CONCURRENCY)
+    if not gate.acquire(timeout=settings.ZYRA_WEBHOOK_QUEUE_TIMEOUT_S):
+        return _error(503, "busy", "too many deliveries in progress; retry later", headers={"Retry-After": "5"})
+    try:
+        return _hook(request, token)
+    finally:
+        gate.release()
+
+
+def _hook(request: HttpRequest, token: str) -> JsonResponse:
     endpoint = None
     if 20 <= len(token) <= 64:
         endpoint = (

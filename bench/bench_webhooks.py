@@ -1,0 +1,200 @@
+"""Webhook intake under load: signed deliveries at a fixed rate against a live daphne.
+
+Open loop: delivery i is sent at t0 + i/rate whatever happened to the earlier
+ones (a closed loop would hide queueing). Each delivery is signed with the
+Standard Webhooks reference library and carries a unique webhook-id. Afterwards
+the database is checked: every accepted delivery made exactly one run, and no
+delivery was lost.
+
+    .venv/bin/python bench/bench_webhooks.py [--rate 200] [--seconds 10] [--workers 0]
+
+Uses its own database (ZYRA_BENCH_DB, default zyra_bench_webhooks) and Redis db
+(ZYRA_BENCH_REDIS_DB, default 11). ``--workers N`` also runs N Celery worker
+processes so the runs execute (by default they stay queued: intake is measured).
+Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("ZYRA_BENCH_DB", "zyra_bench_webhooks")
+os.environ.setdefault("ZYRA_BENCH_REDIS_DB", "11")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import ROOT, Workers, bench_env, setup_django, table  # noqa: E402
+
+SECRET = "whsec_" + base64.b64encode(b"bench-webhooks-signing-key-32byt").decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_daphne(port: int) -> subprocess.Popen[bytes]:
+    log = open(ROOT / "artifacts" / "bench" / "daphne-webhooks.log", "ab")  # noqa: SIM115 - lives with the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "zyra.asgi:application"],
+        cwd=ROOT, env=bench_env({"DB_CONN_MAX_AGE": "0"}), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("daphne exited; see artifacts/bench/daphne-webhooks.log")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):  # noqa: S310 - loopback
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("daphne did not start")
+
+
+def _make_endpoint() -> Any:
+    from tests.support.factories import make_workflow, node
+    from triggers import services
+
+    from bench.common import bench_user
+
+    wf = make_workflow(bench_user(), {"nodes": [node("hook", "WEBHOOK")], "edges": []}, name=f"bench-webhooks-{uuid.uuid4().hex[:6]}")
+    [endpoint] = services.webhook_endpoint_ensure(wf)
+    services.webhook_signing_secret_add(endpoint=endpoint, value=SECRET)
+    endpoint.rate_limit_per_s = 0  # measuring intake, not the limiter
+    endpoint.save()
+    return endpoint
+
+
+def _sign(msg_id: str, body: bytes) -> dict[str, str]:
+    from standardwebhooks.webhooks import Webhook
+
+    now = datetime.now(tz=UTC)
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(SECRET).sign(msg_id=msg_id, timestamp=now, data=body.decode()),
+    }
+
+
+async def _load(url: str, rate: float, seconds: float, prefix: str) -> list[dict[str, Any]]:
+    import httpx
+
+    total = int(rate * seconds)
+    results: list[dict[str, Any]] = []
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
+
+        async def one(i: int, at: float) -> None:
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            msg_id = f"{prefix}-{i}"
+            body = json.dumps({"seq": i, "event": "bench.delivery", "data": {"n": i, "tags": ["a", "b"]}}).encode()
+            headers = _sign(msg_id, body)
+            started = time.perf_counter()
+            try:
+                resp = await client.post(url, content=body, headers=headers)
+                status, payload = resp.status_code, resp.json() if resp.status_code == 202 else resp.text[:200]
+            except httpx.HTTPError as exc:
+                status, payload = 0, repr(exc)
+            results.append({"i": i, "status": status, "ms": (time.perf_counter() - started) * 1000, "sent": started,
+                            "done": time.perf_counter(), "body": payload})
+
+        t0 = time.perf_counter() + 0.2
+        await asyncio.gather(*(one(i, t0 + i / rate) for i in range(total)))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=0, help="Celery worker processes executing the runs (default none)")
+    args = parser.parse_args()
+
+    (ROOT / "artifacts" / "bench").mkdir(parents=True, exist_ok=True)
+    setup_django()
+    from executions.models import Run
+    from triggers.models import WebhookDelivery
+
+    endpoint = _make_endpoint()
+    workers = Workers()
+    if args.workers:
+        workers.start(n=args.workers)
+    port = _free_port()
+    daphne = _start_daphne(port)
+    url = f"http://127.0.0.1:{port}{endpoint.path}"
+    try:
+        asyncio.run(_load(url, rate=10, seconds=1, prefix="warmup"))  # first requests load code and connections
+        prefix = f"d{uuid.uuid4().hex[:8]}"
+        results = asyncio.run(_load(url, rate=args.rate, seconds=args.seconds, prefix=prefix))
+    finally:
+        daphne.terminate()
+        try:
+            daphne.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            daphne.kill()
+        workers.stop()
+
+    sent = len(results)
+    accepted = [r for r in results if r["status"] == 202]
+    others: dict[int, int] = {}
+    for r in results:
+        if r["status"] != 202:
+            others[r["status"]] = others.get(r["status"], 0) + 1
+    lat = sorted(r["ms"] for r in results)
+
+    def pct(p: float) -> float:
+        return round(lat[min(len(lat) - 1, int(p * len(lat)))], 2) if lat else 0.0
+
+    span = max(r["done"] for r in results) - min(r["sent"] for r in results)
+    run_ids = [r["body"]["run_id"] for r in accepted]
+    runs = Run.objects.filter(workflow_id=endpoint.workflow_id, idempotency_key__contains=f":{prefix}-")
+    runs_in_db = runs.count()
+    found = set(map(str, runs.values_list("id", flat=True)))
+    deliveries = WebhookDelivery.objects.filter(endpoint=endpoint, delivery_id__startswith=f"{prefix}-").count()
+    duplicates = len(run_ids) - len(set(run_ids))
+    lost = sent - len(accepted)
+    missing_runs = len(set(run_ids) - found)
+    ok = lost == 0 and duplicates == 0 and missing_runs == 0 and runs_in_db == len(accepted) == deliveries
+
+    table(
+        f"Webhook intake: {args.rate:g}/s for {args.seconds:g} s, daphne on loopback",
+        [
+            ("sent", str(sent)),
+            ("accepted (202)", str(len(accepted))),
+            ("other statuses", json.dumps(others) if others else "-"),
+            ("accepted/s", f"{len(accepted) / span:.1f}"),
+            ("latency p50 / p95 / p99 / max ms", f"{pct(0.5)} / {pct(0.95)} / {pct(0.99)} / {round(lat[-1], 2) if lat else 0}"),
+            ("runs in db / deliveries", f"{runs_in_db} / {deliveries}"),
+            ("duplicate or missing runs", f"{duplicates} / {missing_runs}"),
+        ],
+        ("metric", "value"),
+    )
+    print(json.dumps({
+        "bench": "webhooks", "rate": args.rate, "seconds": args.seconds, "sent": sent, "accepted": len(accepted),
+        "accepted_per_s": round(len(accepted) / span, 1), "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+        "max_ms": round(lat[-1], 2) if lat else 0, "runs": runs_in_db, "deliveries": deliveries, "duplicates": duplicates,
+        "lost": lost, "missing_runs": missing_runs, "other_statuses": others, "ok": ok,
+    }))
+    if not ok:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
