@@ -80,7 +80,7 @@ def test_parallel_on_runs_branches_at_once_off_runs_them_one_by_one(process_grou
     _worker(process_group, "flags-par", None)
     run = wait_run(_start(user, _two_slow_branches(server)).id, timeout=60)
     assert run.status == "succeeded" and run.sequential is False
-    (s1, f1), (s2, f2) = _spans(run)
+    (_s1, f1), (s2, _f2) = _spans(run)
     assert s2 < f1, "with parallel=on the branches overlap"
 
     with override_settings(ZYRA_FEATURES={**ALL_ON, "parallel": False}):
