@@ -13,6 +13,11 @@ p50/p95/max over all (client, event) pairs. The last line is one JSON object.
 Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/zyra_bench,
 created and migrated if missing), REDIS_URL (default redis://127.0.0.1:6379/0).
 Not a test: it asserts nothing but reports ``all_received``.
+
+``--engine`` runs a real workflow instead (start -> DELAY -> ``--width``
+parallel nodes -> join) on a Celery worker process started here; the clients
+connect during the delay and the delays are measured over the events each
+client receives live (after its replay).
 """
 
 from __future__ import annotations
@@ -88,10 +93,29 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_daphne(port: int) -> subprocess.Popen[bytes]:
+def _start_server(port: int, server: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, ZYRA_WS_HEARTBEAT_S="60")
+    if server == "uvicorn":
+        import importlib.util
+
+        if importlib.util.find_spec("uvicorn") is None:
+            raise SystemExit("--server uvicorn needs uvicorn installed (pip install uvicorn)")
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "zyra.asgi:application",
+        ]
+    else:
+        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "zyra.asgi:application"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "zyra.asgi:application"],
+        cmd,
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -100,14 +124,14 @@ def _start_daphne(port: int) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"daphne exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+            raise SystemExit(f"{server} exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):  # noqa: S310 - loopback
                 return proc
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("daphne did not start")
+    raise SystemExit(f"{server} did not start")
 
 
 def _make_run() -> tuple[str, str]:
@@ -129,19 +153,62 @@ def _make_run() -> tuple[str, str]:
     return str(run.id), str(token.key)
 
 
+def _make_engine_run(width: int, delay_s: float) -> tuple[str, str]:
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from executions import services
+    from workflows.definition import checksum, normalize
+    from workflows.models import Workflow, WorkflowVersion
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-ws")
+    token, _ = Token.objects.get_or_create(user=user)
+    nodes: list[dict[str, Any]] = [
+        {"id": "start", "type": "MANUAL", "data": {}},
+        {"id": "wait", "type": "DELAY", "data": {"config": {"seconds": delay_s}}},
+        {"id": "join", "type": "MERGE", "data": {}},
+    ]
+    edges: list[dict[str, Any]] = [{"id": "s-w", "source": "start", "target": "wait"}]
+    for i in range(width):
+        nodes.append({"id": f"p{i}", "type": "MERGE", "data": {}})
+        edges += [{"id": f"w-p{i}", "source": "wait", "target": f"p{i}"}, {"id": f"p{i}-j", "source": f"p{i}", "target": "join"}]
+    definition = normalize({"nodes": nodes, "edges": edges})
+    wf = Workflow.objects.create(owner=user, name=f"bench-ws-engine-{uuid.uuid4().hex[:6]}")
+    version = WorkflowVersion.objects.create(
+        workflow=wf, number=1, definition=definition, submitted=definition, checksum=checksum(definition), created_by=user
+    )
+    wf.current_version = version
+    wf.save(update_fields=["current_version"])
+    run = services.run_start(workflow=wf, inputs={}, user=user)
+    return str(run.id), str(token.key)
+
+
+def _start_worker() -> subprocess.Popen[bytes]:
+    args = [
+        sys.executable, "-m", "celery", "-A", "zyra", "worker", "-Q", "io,cpu,sweep", "-P", "threads", "-c", "8",
+        "-n", f"bench-ws-{os.getpid()}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING",
+    ]  # fmt: skip
+    return subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def _ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+TERMINAL = {"run.succeeded", "run.partially_succeeded", "run.failed", "run.cancelled", "run.timed_out"}
+
+
 async def _client(
-    url: str, origin: str, expected: int, ready: asyncio.Event, counter: list[int], n_clients: int, timeout: float
+    url: str, origin: str, args: argparse.Namespace, ready: asyncio.Event, counter: list[int]
 ) -> tuple[list[int], list[float]]:
+    """One subscriber: (seqs received, delays of the events received live)."""
     from websockets.asyncio.client import connect
 
     seqs: list[int] = []
     delays: list[float] = []
+    live = False
     async with connect(url, origin=cast(Any, origin), open_timeout=60, max_size=2**24) as ws:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + args.timeout
         while True:
             try:
                 raw = await asyncio.wait_for(ws.recv(), timeout=max(0.01, deadline - time.monotonic()))
@@ -150,15 +217,17 @@ async def _client(
             now = time.time()
             msg = json.loads(raw)
             if msg.get("type") == "replay.done":
+                live = True
                 counter[0] += 1
-                if counter[0] == n_clients:
+                if counter[0] == args.clients:
                     ready.set()
                 continue
             if "seq" not in msg:
                 continue
             seqs.append(msg["seq"])
-            delays.append(now - _ts(msg["ts"]))
-            if msg["seq"] >= expected:
+            if live:
+                delays.append(now - _ts(msg["ts"]))
+            if msg["type"] in TERMINAL if args.engine else msg["seq"] >= args.events:
                 break
     return seqs, delays
 
@@ -167,24 +236,29 @@ async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: st
     url = f"{ws_base}/ws/runs/{run_id}/?token={token}&stay_open=1"
     ready = asyncio.Event()
     counter = [0]
-    tasks = [
-        asyncio.ensure_future(_client(url, origin, args.events, ready, counter, args.clients, args.timeout)) for _ in range(args.clients)
-    ]
+    tasks = [asyncio.ensure_future(_client(url, origin, args, ready, counter)) for _ in range(args.clients)]
     await asyncio.wait_for(ready.wait(), timeout=120)
     connected_at = time.time()
-    producer = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "--produce",
-        run_id,
-        str(args.events),
-        str(args.interval),
-        cwd=str(ROOT),
-    )
+    producer = None
+    if not args.engine:
+        producer = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--produce", run_id, str(args.events), str(args.interval), cwd=str(ROOT)
+        )
     results = await asyncio.gather(*tasks)
-    await producer.wait()
+    if producer is not None:
+        await producer.wait()
+    expected = args.events
+    if args.engine:
+        from asgiref.sync import sync_to_async
+
+        from executions.models import Run
+
+        run = await sync_to_async(Run.objects.get)(id=run_id)
+        expected = run.event_seq
+        if run.started_at and connected_at > run.started_at.timestamp() + args.delay:
+            print("warning: the clients connected after the delay; most events were replayed, not live", file=sys.stderr)
     all_delays = sorted(d for _, delays in results for d in delays)
-    complete = sum(1 for seqs, _ in results if seqs == list(range(1, args.events + 1)))
+    complete = sum(1 for seqs, _ in results if seqs == list(range(1, expected + 1)))
 
     def pct(p: float) -> float:
         if not all_delays:
@@ -192,27 +266,32 @@ async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: st
         return all_delays[min(len(all_delays) - 1, round(p * (len(all_delays) - 1)))] * 1000
 
     return {
-        "bench": "ws_fanout",
+        "bench": "ws_fanout_engine" if args.engine else "ws_fanout",
+        "server": "external" if args.url else args.server,
         "clients": args.clients,
-        "events": args.events,
-        "interval_s": args.interval,
+        "events": expected,
+        "interval_s": None if args.engine else args.interval,
         "clients_complete": complete,
         "all_received": complete == args.clients,
-        "deliveries": len(all_delays),
+        "live_deliveries": len(all_delays),
         "p50_ms": round(pct(0.50), 2),
         "p95_ms": round(pct(0.95), 2),
         "max_ms": round(all_delays[-1] * 1000, 2) if all_delays else None,
         "mean_ms": round(statistics.fmean(all_delays) * 1000, 2) if all_delays else None,
-        "connect_s": round(connected_at - args._started, 2),
+        "connect_s": round(connected_at - args.started, 2),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--events", type=int, default=100)
+    parser.add_argument("--events", type=int, default=100, help="events committed by the producer process")
     parser.add_argument("--interval", type=float, default=0.02, help="pause between two committed events (s)")
+    parser.add_argument("--engine", action="store_true", help="run a real workflow on a Celery worker instead of the producer")
+    parser.add_argument("--width", type=int, default=17, help="--engine: parallel nodes (total nodes = width + 3)")
+    parser.add_argument("--delay", type=float, default=6.0, help="--engine: DELAY before the fan-out (clients connect meanwhile)")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne", help="ASGI server to start")
     parser.add_argument("--url", default="", help="use a running server (http://host:port) instead of starting daphne")
     parser.add_argument("--produce", nargs=3, metavar=("RUN_ID", "COUNT", "INTERVAL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -225,24 +304,29 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
-    run_id, token = _make_run()
-    proc = None
-    if args.url:
-        http = args.url.rstrip("/")
-    else:
-        port = _free_port()
-        proc = _start_daphne(port)
-        http = f"http://127.0.0.1:{port}"
-    ws_base = "ws" + http[len("http") :]
-    args._started = time.time()
+    procs: list[subprocess.Popen[bytes]] = []
     try:
+        if args.url:
+            http = args.url.rstrip("/")
+        else:
+            port = _free_port()
+            procs.append(_start_server(port, args.server))
+            http = f"http://127.0.0.1:{port}"
+        if args.engine:
+            procs.append(_start_worker())
+            time.sleep(2)  # the worker is consuming before the run's first message
+            run_id, token = _make_engine_run(args.width, args.delay)
+        else:
+            run_id, token = _make_run()
+        ws_base = "ws" + http[len("http") :]
+        args.started = time.time()
         result = asyncio.run(_bench(args, ws_base, http, run_id, token))
     finally:
-        if proc is not None:
+        for proc in procs:
             proc.terminate()
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
     print(f"{result['clients']} clients x {result['events']} events: {result['clients_complete']} clients received all, in order")
-    print(f"delay commit -> receipt: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, max {result['max_ms']} ms")
+    print(f"delay commit -> receipt (live events): p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, max {result['max_ms']} ms")
     print(json.dumps(result))
 
 
