@@ -75,7 +75,10 @@ def _reject_constant(name: str) -> Any:
 
 
 def _bad_body(path: str, code: str, message: str) -> ZyraError:
-    return ZyraError(code, message, [ErrorDetail(path, code, message)], 400)
+    # The pointer may hold the very characters being rejected: escape them so
+    # the error itself can be rendered.
+    safe = path.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return ZyraError(code, message, [ErrorDetail(safe, code, message)], 400)
 
 
 def _check_body(data: Any) -> None:

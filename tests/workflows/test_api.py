@@ -362,3 +362,12 @@ def test_bad_ids_in_urls_are_404(api: APIClient) -> None:
     assert api.get("/api/workflows/not-a-uuid/").status_code == 404
     wid = create(api, load_fixture("linear_chain")).json()["id"]
     assert api.get(f"/api/workflows/{wid}/versions/99999999999999999999999/").status_code == 404
+
+
+@pytest.mark.parametrize("key", ["\\ud800", "a\\u0000b"])
+def test_bad_characters_in_keys_are_400_with_a_renderable_pointer(api: APIClient, key: str) -> None:
+    body = b'{"name": "x", "definition": {"nodes": [], "' + key.encode() + b'": 1}}'
+    resp = api.generic("POST", "/api/workflows/", body, content_type="application/json")  # type: ignore[arg-type]  # bytes bodies are fine at run time
+    assert resp.status_code == 400
+    detail = resp.json()["error"]["details"][0]
+    assert detail["code"] == "invalid_string" and detail["path"].startswith("/definition/")
