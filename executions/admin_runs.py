@@ -49,6 +49,9 @@ class NodeRunInline(_ReadOnly, admin.TabularInline):
         return _ms(obj.duration_ms)
 
 
+EVENT_LOG_INLINE_LIMIT = 500
+
+
 class RunEventInline(_ReadOnly, admin.TabularInline):
     model = RunEvent
     extra = 0
@@ -57,7 +60,16 @@ class RunEventInline(_ReadOnly, admin.TabularInline):
     readonly_fields = fields
     ordering = ("seq",)
     verbose_name = "event"
-    verbose_name_plural = "event log"
+    verbose_name_plural = f"event log (last {EVENT_LOG_INLINE_LIMIT}; the full log is linked above)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RunEvent]:
+        # A filter, not a slice (the formset filters by run afterwards): a
+        # 5,000-node run has tens of thousands of events.
+        qs = super().get_queryset(request)
+        run = getattr(request, "_zyra_admin_run", None)
+        if run is not None:
+            qs = qs.filter(seq__gt=max(0, run.event_seq - EVENT_LOG_INLINE_LIMIT))
+        return qs
 
 
 @admin.register(Run)
@@ -71,6 +83,7 @@ class RunAdmin(_ReadOnly, admin.ModelAdmin):
     readonly_fields = (
         "id",
         "live",
+        "event_log",
         "workflow",
         "version",
         "owner",
@@ -102,6 +115,16 @@ class RunAdmin(_ReadOnly, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
         return super().get_queryset(request).select_related("workflow", "version", "owner")
+
+    def get_formsets_with_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        request._zyra_admin_run = obj  # type: ignore[attr-defined]  # read by RunEventInline
+        return super().get_formsets_with_inlines(request, obj)
+
+    @admin.display(description="event log")
+    def event_log(self, obj: Run) -> str:
+        url = reverse("admin:executions_runevent_changelist") + f"?run__id__exact={obj.pk}"
+        api = reverse("run-events", args=[obj.pk])
+        return format_html('<a href="{}">all {} events</a> · <a href="{}">JSON</a>', url, obj.event_seq, api)
 
     @admin.display(description="version")
     def version_number(self, obj: Run) -> int:
@@ -140,6 +163,7 @@ class NodeRunAdmin(_ReadOnly, admin.ModelAdmin):
 class RunEventAdmin(_ReadOnly, admin.ModelAdmin):
     list_display = ("run", "seq", "type", "node_id", "ts")
     list_filter = ("type",)
+    ordering = ("run", "seq")
     search_fields = ("run__id", "node_id")
     raw_id_fields = ("run",)
 

@@ -124,3 +124,26 @@ def test_layout_uses_builder_positions_else_topological_columns() -> None:
     assert pos["a"][0] < pos["b"][0] == pos["b2"][0] < pos["c"][0]
     assert pos["b"][1] != pos["b2"][1]
     assert layered["width"] > pos["c"][0]
+
+
+def test_event_log_inline_is_capped_and_links_the_full_log(db: Any, user: Any, staff_user: Any) -> None:
+    from executions.admin_runs import EVENT_LOG_INLINE_LIMIT
+    from executions.models import RunEvent
+
+    run = make_finished_run(user)  # 2 events
+    now = timezone.now()
+    extra = EVENT_LOG_INLINE_LIMIT + 98
+    RunEvent.objects.bulk_create(
+        [RunEvent(run=run, seq=i, type="node.started", node_id=f"marker{i}x", ts=now, data={}) for i in range(3, 3 + extra)]
+    )
+    Run.objects.filter(id=run.id).update(event_seq=2 + extra)
+    c = staff_client(staff_user)
+    html = c.get(f"/admin/executions/run/{run.id}/change/").content.decode()
+    last = 2 + extra
+    assert f"marker{last}x" in html and f"marker{last - EVENT_LOG_INLINE_LIMIT + 1}x" in html
+    assert f"marker{last - EVENT_LOG_INLINE_LIMIT}x" not in html
+    full = f"/admin/executions/runevent/?run__id__exact={run.id}"
+    assert full.replace("&", "&amp;") in html or full in html
+    listing = c.get(full)
+    assert listing.status_code == 200
+    assert "marker3x" in listing.content.decode()
