@@ -81,7 +81,7 @@ def make_definition(n: int, seed: int = 7) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per size (median reported)")
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # bench/run.sh passes the same arguments to every benchmark
     results: list[dict[str, Any]] = []
     validate_definition(make_definition(50))  # warm the per-type schema validators
     print(
