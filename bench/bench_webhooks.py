@@ -40,36 +40,48 @@ from bench.common import ROOT, Workers, bench_env, setup_django, table  # noqa: 
 SECRET = "whsec_" + base64.b64encode(b"bench-webhooks-signing-key-32byt").decode()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _listen() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
 
 
-def _start_daphne(port: int) -> subprocess.Popen[bytes]:
-    log = open(ROOT / "artifacts" / "bench" / "daphne-webhooks.log", "ab")  # noqa: SIM115 - lives with the process
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "zyra.asgi:application"],
-        cwd=ROOT, env=bench_env({"DB_CONN_MAX_AGE": "0"}), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+def _start_daphne(sock: socket.socket, n: int) -> list[subprocess.Popen[bytes]]:
+    """``n`` daphne processes accepting on one shared listening socket (the kernel spreads connections)."""
+    port = sock.getsockname()[1]
+    procs = []
+    # Thread-per-request sync views under ASGI: persistent connections would pile up (one per thread).
+    env = bench_env({"DB_CONN_MAX_AGE": "0"})
+    for i in range(n):
+        log = open(ROOT / "artifacts" / "bench" / f"daphne-webhooks-{i}.log", "ab")  # noqa: SIM115 - lives with the process
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), "zyra.asgi:application"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(sock.fileno(),),
+            )
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("daphne exited; see artifacts/bench/daphne-webhooks.log")
+        if any(p.poll() is not None for p in procs):
+            raise SystemExit("daphne exited; see artifacts/bench/daphne-webhooks-*.log")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):  # noqa: S310 - loopback
-                return proc
+                time.sleep(1.0 if n > 1 else 0)  # let the other processes finish starting too
+                return procs
         except OSError:
             time.sleep(0.1)
-    proc.kill()
+    for p in procs:
+        p.kill()
     raise SystemExit("daphne did not start")
 
 
 def _make_endpoint() -> Any:
+    from bench.common import bench_user
     from tests.support.factories import make_workflow, node
     from triggers import services
-
-    from bench.common import bench_user
 
     wf = make_workflow(bench_user(), {"nodes": [node("hook", "WEBHOOK")], "edges": []}, name=f"bench-webhooks-{uuid.uuid4().hex[:6]}")
     [endpoint] = services.webhook_endpoint_ensure(wf)
@@ -125,6 +137,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=0, help="Celery worker processes executing the runs (default none)")
+    parser.add_argument("--web", type=int, default=2, help="daphne processes sharing the listening socket (default 2)")
     args = parser.parse_args()
 
     (ROOT / "artifacts" / "bench").mkdir(parents=True, exist_ok=True)
@@ -136,19 +149,22 @@ def main() -> None:
     workers = Workers()
     if args.workers:
         workers.start(n=args.workers)
-    port = _free_port()
-    daphne = _start_daphne(port)
-    url = f"http://127.0.0.1:{port}{endpoint.path}"
+    sock = _listen()
+    daphnes = _start_daphne(sock, args.web)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}{endpoint.path}"
     try:
         asyncio.run(_load(url, rate=10, seconds=1, prefix="warmup"))  # first requests load code and connections
         prefix = f"d{uuid.uuid4().hex[:8]}"
         results = asyncio.run(_load(url, rate=args.rate, seconds=args.seconds, prefix=prefix))
     finally:
-        daphne.terminate()
-        try:
-            daphne.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            daphne.kill()
+        for proc in daphnes:
+            proc.terminate()
+        for proc in daphnes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        sock.close()
         workers.stop()
 
     sent = len(results)
@@ -174,7 +190,7 @@ def main() -> None:
     ok = lost == 0 and duplicates == 0 and missing_runs == 0 and runs_in_db == len(accepted) == deliveries
 
     table(
-        f"Webhook intake: {args.rate:g}/s for {args.seconds:g} s, daphne on loopback",
+        f"Webhook intake: {args.rate:g}/s for {args.seconds:g} s, {args.web} daphne process(es) on loopback",
         [
             ("sent", str(sent)),
             ("accepted (202)", str(len(accepted))),
@@ -187,7 +203,7 @@ def main() -> None:
         ("metric", "value"),
     )
     print(json.dumps({
-        "bench": "webhooks", "rate": args.rate, "seconds": args.seconds, "sent": sent, "accepted": len(accepted),
+        "bench": "webhooks", "rate": args.rate, "web_processes": args.web, "seconds": args.seconds, "sent": sent, "accepted": len(accepted),
         "accepted_per_s": round(len(accepted) / span, 1), "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
         "max_ms": round(lat[-1], 2) if lat else 0, "runs": runs_in_db, "deliveries": deliveries, "duplicates": duplicates,
         "lost": lost, "missing_runs": missing_runs, "other_statuses": others, "ok": ok,

@@ -16,8 +16,7 @@ import secrets as pysecrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -57,16 +56,16 @@ def _trigger_nodes(workflow: Any, node_type: str) -> list[dict[str, Any]]:
     for node in nodes:
         if not isinstance(node, dict) or node.get("type") != node_type or not isinstance(node.get("id"), str):
             continue
-        data = node.get("data") if isinstance(node.get("data"), dict) else {}
-        if data.get("isEnabled") is False:
+        data = node.get("data")
+        if isinstance(data, dict) and data.get("isEnabled") is False:
             continue
         out.append(node)
     return out
 
 
 def _config(node: dict[str, Any]) -> dict[str, Any]:
-    data = node.get("data") if isinstance(node.get("data"), dict) else {}
-    cfg = data.get("config")
+    data = node.get("data")
+    cfg = data.get("config") if isinstance(data, dict) else None
     return cfg if isinstance(cfg, dict) else {}
 
 
@@ -351,17 +350,19 @@ def _parse_dt(value: Any) -> datetime | None:
     except ValueError:
         return None
     if parsed is not None and timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, dt_timezone.utc)
+        parsed = timezone.make_aware(parsed, UTC)
     return parsed
 
 
 def _schedule_fields(cfg: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Model fields from a SCHEDULE config, and an error message ('' when usable)."""
     errors = schedule_config_errors(cfg)
-    cron = cfg.get("cron") if isinstance(cfg.get("cron"), str) else ""
+    raw_cron = cfg.get("cron")
+    cron: str = raw_cron if isinstance(raw_cron, str) else ""
     interval = cfg.get("interval_s", cfg.get("interval"))
     interval_s = float(interval) if isinstance(interval, (int, float)) and not isinstance(interval, bool) else None
-    tz = cfg.get("timezone") if isinstance(cfg.get("timezone"), str) else "UTC"
+    raw_tz = cfg.get("timezone")
+    tz: str = raw_tz if isinstance(raw_tz, str) else "UTC"
     fields = {
         "cron": cron or "",
         "interval_s": None if cron else interval_s,
@@ -374,7 +375,7 @@ def _schedule_fields(cfg: dict[str, Any]) -> tuple[dict[str, Any], str]:
     error = ""
     if errors:
         error = "; ".join(message for _, _, message in errors)
-    elif "{{" in (cron or "") or "{{" in tz:
+    elif "{{" in cron or "{{" in tz:
         error = "cron and timezone cannot be templates"
     elif not cron and (interval_s is None or interval_s < 1):
         error = "a schedule needs a cron expression or interval_s >= 1"

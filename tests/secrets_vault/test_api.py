@@ -72,7 +72,9 @@ def test_other_users_secret_is_404(api: APIClient, other_api: APIClient, anon_ap
 
 @pytest.mark.django_db
 def test_hostile_and_bad_input(api: APIClient) -> None:
-    post = lambda body: api.post("/api/secrets/", body, format="json")
+    def post(body: Any) -> Any:
+        return api.post("/api/secrets/", body, format="json")
+
     _error(post({"name": "A"}), 400, "required", "/value")
     _error(post({"value": VALUE}), 400, "required", "/name")
     _error(post({"name": "A", "value": VALUE, "ciphertext": "x"}), 400, "unknown_field", "/ciphertext")

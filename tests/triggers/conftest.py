@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ def webhook_workflow(owner: Any, **config: Any) -> Any:
 
 def standard_headers(secret: str, body: bytes, msg_id: str = "msg_1", ts: float | None = None) -> dict[str, str]:
     """Signed by the Standard Webhooks reference library itself."""
-    stamp = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
+    stamp = datetime.fromtimestamp(time.time() if ts is None else ts, tz=UTC)
     try:
         signature = Webhook(secret).sign(msg_id=msg_id, timestamp=stamp, data=body.decode())
     except UnicodeDecodeError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -34,7 +34,7 @@ def test_standard_signature_matches_reference_library() -> None:
     ts = 1614265330
     body = b'{"test": 2432232314}'
     ours = standard_sign(standard_secret_key(secret), msg_id, ts, body)
-    theirs = Webhook(secret).sign(msg_id=msg_id, timestamp=datetime.fromtimestamp(ts, tz=timezone.utc), data=body.decode())
+    theirs = Webhook(secret).sign(msg_id=msg_id, timestamp=datetime.fromtimestamp(ts, tz=UTC), data=body.decode())
     assert ours == theirs == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     headers = {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": ours}
     assert verify_standard(headers=headers, body=body, keys=[standard_secret_key(secret)], now=ts + 10, tolerance_s=300) == msg_id

@@ -30,7 +30,10 @@ def test_concurrent_duplicate_delivery_makes_one_run(user: Any) -> None:
         run_ids: list[str] = []
         lock = threading.Lock()
 
-        def deliver() -> None:
+        def deliver(
+            barrier: threading.Barrier = barrier, headers: dict[str, str] = headers, lock: Any = lock,
+            results: list[int] = results, run_ids: list[str] = run_ids,
+        ) -> None:
             try:
                 client = Client()
                 barrier.wait(timeout=30)
