@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,14 @@ class Policy:
     def from_dict(cls, data: dict[str, Any], default: Policy) -> Policy:
         def num(key: str, fallback: float) -> float:
             value = data.get(key, fallback)
-            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else fallback
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                return fallback
+            try:
+                number = float(value)
+            except OverflowError:  # an int beyond float range
+                return fallback
+            # NaN/inf would poison the arithmetic (int(inf) raises): treat as absent.
+            return number if math.isfinite(number) else fallback
 
         return cls(
             max_attempts=max(1, int(num("max_attempts", default.max_attempts))),
@@ -41,7 +49,11 @@ def is_retryable(code: str) -> bool:
 
 def backoff_delay(policy: Policy, failed_attempt: int, rng: random.Random | None = None) -> float:
     """Delay before the attempt after ``failed_attempt`` (1-based)."""
-    base = policy.backoff_s * (policy.multiplier ** max(0, failed_attempt - 1))
+    exponent = max(0, failed_attempt - 1)
+    try:
+        base = policy.backoff_s * (policy.multiplier**exponent)
+    except OverflowError:  # a long retry budget: the cap applies anyway
+        base = policy.max_backoff_s
     base = min(base, policy.max_backoff_s)
     if policy.jitter and base > 0:
         r = (rng or random).uniform(-policy.jitter, policy.jitter)
