@@ -75,6 +75,11 @@ def _lock_run(run_id: Any) -> Run | None:
     return Run.objects.select_for_update().filter(id=run_id).first()
 
 
+def _lock_node(node_run_id: int) -> NodeRun | None:
+    """Load a node run and lock its run's row, in one round trip (the hot path does this twice per node)."""
+    return NodeRun.objects.select_related("run").select_for_update(of=("run",)).filter(id=node_run_id).first()
+
+
 def _set_node_status(nr: NodeRun, new: str) -> None:
     check_node_transition(nr.status, new)
     nr.status = new
@@ -365,16 +370,15 @@ class Claim:
 
 def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
     """Move a node from queued/deferred/retrying to running for this attempt; None if not ours to run."""
-    run_id = NodeRun.objects.filter(id=node_run_id).values_list("run_id", flat=True).first()
-    if run_id is None:
-        log.info("executions.claim_missing", extra={"node_run_id": node_run_id})
-        return None
     with transaction.atomic():
-        run = _lock_run(run_id)
-        if run is None or run.status != RunStatus.RUNNING:
+        nr = _lock_node(node_run_id)
+        if nr is None:
+            log.info("executions.claim_missing", extra={"node_run_id": node_run_id})
             return None
-        nr = NodeRun.objects.filter(id=node_run_id).first()
-        if nr is None or nr.attempt != attempt or nr.status not in _CLAIMABLE:
+        run = nr.run
+        if run.status != RunStatus.RUNNING:
+            return None
+        if nr.attempt != attempt or nr.status not in _CLAIMABLE:
             return None
         now = timezone.now()
         if nr.next_attempt_at is not None and nr.next_attempt_at > now + timedelta(milliseconds=250):
@@ -415,15 +419,13 @@ class Result:
 
 def node_complete(*, node_run_id: int, attempt: int, result: Result, evaluate: Any = None) -> bool:
     """Record the result of the attempt that holds the claim. A late or duplicate result is discarded."""
-    run_id = NodeRun.objects.filter(id=node_run_id).values_list("run_id", flat=True).first()
-    if run_id is None:
-        return False
     with transaction.atomic():
-        run = _lock_run(run_id)
-        if run is None:
+        nr = _lock_node(node_run_id)
+        if nr is None:
             return False
-        nr = NodeRun.objects.filter(id=node_run_id).first()
-        if nr is None or nr.status != NodeStatus.RUNNING or nr.attempt != attempt:
+        run = nr.run
+        run_id = run.id
+        if nr.status != NodeStatus.RUNNING or nr.attempt != attempt:
             log.info(
                 "executions.late_result_discarded",
                 extra={"run_id": str(run_id), "node_run_id": node_run_id, "attempt": attempt, "current": getattr(nr, "attempt", None)},
@@ -848,7 +850,11 @@ def _sweep_run(run_id: Any, report: SweepReport) -> None:
                 break
             if nr.status == NodeStatus.RUNNING and nr.lease_until is not None and nr.lease_until < now:
                 timeout = node_timeout_s(graph, nr.node_id)
-                overran = nr.attempts and _started(nr) is not None and (now - _started(nr)).total_seconds() > timeout
+                # A live handler's heartbeat renews its lease until timeout + LEASE_S after it started; a dead
+                # worker's lease stops before that. Judge by the lease, not by how late this sweep comes (a
+                # sweeper that was itself down must not turn a lost worker into a spent timeout retry).
+                started = _started(nr)
+                overran = started is not None and (nr.lease_until - started).total_seconds() > timeout + settings.ZYRA_LEASE_S
                 code = "timeout" if overran else "worker_lost"
                 message = "the node passed its timeout" if overran else "the worker running this attempt stopped renewing its lease"
                 if code == "worker_lost":
