@@ -10,12 +10,14 @@ import json
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import jsonschema
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from executions import services
 from executions.engine import templates
@@ -29,6 +31,7 @@ from zyra.redaction import Redactor, global_redactor
 log = logging.getLogger("executions.executor")
 
 MAX_STORED_INPUT_BYTES = 64 * 1024
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- lease heartbeat
@@ -177,7 +180,7 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
     first = True
     claimed_first = False
     while True:
-        claim = services.node_claim(node_run_id=node_run_id, attempt=attempt)
+        claim = _db_retry("claim", partial(services.node_claim, node_run_id=node_run_id, attempt=attempt))
         if claim is None:
             return claimed_first if not first else False
         if first:
@@ -186,13 +189,16 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
         heartbeat.track(node_run_id, claim.timeout_s)
         try:
             result = _attempt(claim)
+            evaluate = edge_condition_evaluator(claim.run)
+            with InlineSlot(claim.node_run.queue) as slot:
+                if budget <= 0:
+                    slot.item = None
+                    slot.queue = ""  # nothing is kept inline
+                # The lease stays renewed until the result is recorded (or given up on).
+                _db_retry("complete", partial(services.node_complete, node_run_id=node_run_id, attempt=attempt, result=result,
+                                              evaluate=evaluate))
         finally:
             heartbeat.untrack(node_run_id)
-        with InlineSlot(claim.node_run.queue) as slot:
-            if budget <= 0:
-                slot.item = None
-                slot.queue = ""  # nothing is kept inline
-            services.node_complete(node_run_id=node_run_id, attempt=attempt, result=result, evaluate=edge_condition_evaluator(claim.run))
         if slot.item is None:
             return True
         budget -= 1
@@ -200,6 +206,27 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
         if budget < 0:  # pragma: no cover - guarded above
             send_many([slot.item])
             return True
+
+
+def _db_retry(op: str, call: Callable[[], T]) -> T:
+    """Ride out a database restart (or a refused connection) around one bookkeeping call.
+
+    Both calls are idempotent by attempt number: a claim or a result that did
+    commit before the connection broke is simply not ours any more on retry.
+    Giving up after the budget leaves the node to the sweeper.
+    """
+    deadline = time.monotonic() + max(5.0, 2.0 * settings.ZYRA_LEASE_S)
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("executions.db_retry", extra={"op": op, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+            close_old_connections()  # drops the broken connection; the next call reconnects
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
 
 
 def _attempt(claim: services.Claim) -> services.Result:
