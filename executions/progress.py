@@ -143,9 +143,13 @@ class RunProgress:
         from executions.models import Run
 
         if self._workflow_id is None:
-            self._workflow_id = Run.objects.filter(id=self.run_id).values_list("workflow_id", flat=True).first()
-            if self._workflow_id is None:
+            row = Run.objects.filter(id=self.run_id).values("workflow_id", "status", "nodes_done", "nodes_total").first()
+            if row is None:
                 raise LookupError(f"run {self.run_id} not found")
+            self._workflow_id = row["workflow_id"]
+            if self.last_seq == 0:
+                # Until its first run.* event, show what the row says.
+                self.status, self.done, self.total = row["status"], row["nodes_done"], row["nodes_total"]
         out: list[dict[str, Any]] = []
         while True:
             page = run_events_after(run_id=self.run_id, workflow_id=self._workflow_id, after=self.last_seq, limit=limit)
@@ -165,3 +169,19 @@ class RunProgress:
                 self._end()
                 return self.status
             self.sleep(self.poll_interval)
+
+
+def follow_run(*, run_id: Any, stream: Any, timeout_s: float | None = None, poll_interval: float = 0.1) -> str:
+    """Render a run's progress until it ends or ``timeout_s`` passes; return its last status.
+
+    ``stream`` may be a management command's ``self.stdout``: Django's
+    OutputWrapper appends a newline to every write, which would break the
+    in-place bar, so the wrapped stream is written to directly.
+    """
+    out: TextIO = getattr(stream, "_out", stream)
+    progress = RunProgress(run_id, out, poll_interval=poll_interval)
+    status = progress.follow(timeout=timeout_s)
+    if not progress.finished:
+        out.write(f"run still {status} after {timeout_s} s\n")
+        out.flush()
+    return status

@@ -110,3 +110,22 @@ def test_follow_polls_the_database_until_the_run_ends(db: Any, user: Any) -> Non
     text = out.getvalue()
     assert "  a                         succeeded   attempt 1  3 ms" in text
     assert text.splitlines()[-1].endswith("succeeded")
+
+
+def test_follow_run_writes_through_a_commands_output_wrapper(db: Any, user: Any) -> None:
+    from django.core.management.base import OutputWrapper
+
+    from executions.progress import follow_run
+
+    run = make_run(user)
+    event_record(run_id=run.id, type="node.succeeded", node_id="a", data={"status": "succeeded", "attempt": 1})
+    Run.objects.filter(id=run.id).update(status="succeeded")
+    event_record(run_id=run.id, type="run.succeeded", data={"status": "succeeded"})
+    raw = io.StringIO()
+    assert follow_run(run_id=run.id, stream=OutputWrapper(raw), timeout_s=5) == "succeeded"
+    assert "  a                         succeeded   attempt 1\n" in raw.getvalue()
+
+    unfinished = make_run(user)
+    raw = io.StringIO()
+    assert follow_run(run_id=unfinished.id, stream=raw, timeout_s=0.2, poll_interval=0.05) == "running"
+    assert raw.getvalue().endswith("run still running after 0.2 s\n")
