@@ -549,3 +549,18 @@ def test_loop_variables_are_not_node_references() -> None:
     d = base()
     d["nodes"][4]["data"]["config"]["body"] = "{% for item in nodes.fetch.output.body %}{{ item.name }}{% endfor %}"
     assert codes(d) == []
+
+
+def test_too_many_edges() -> None:
+    d = {"nodes": [node("a"), node("b", "DELAY", {"seconds": 1})], "edges": [edge("a", "b")] * 21}
+    assert codes(d, max_nodes=2) == [("/edges", "too_many_edges")]
+
+
+def test_on_error_camel_case_spelling() -> None:
+    d = base()
+    d["nodes"][2]["data"]["onError"] = "error_branch"
+    d["nodes"].append(node("oops", "EMAIL", {"to": "a@example.com", "subject": "failed"}))
+    d["edges"].append(edge("check", "oops", "error"))
+    assert codes(d) == []
+    d["nodes"][2]["data"]["onError"] = "sometimes"
+    assert ("/nodes/2/data/onError", "invalid_on_error") in codes(d)
