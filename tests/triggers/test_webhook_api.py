@@ -113,3 +113,47 @@ def test_schedule_list_is_owner_scoped(api: Any, other_api: Any, user: Any) -> N
     r = api.get("/api/schedules/")
     assert r.status_code == 200 and r.json()["results"][0]["cron"] == "*/5 * * * *" and r.json()["results"][0]["enabled"]
     assert other_api.get("/api/schedules/").json()["results"] == []
+
+
+@pytest.mark.django_db
+def test_delivery_ids_are_pruned_after_retention_only(user: Any, settings: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from triggers.models import WebhookDelivery
+
+    [ep] = services.webhook_endpoint_ensure(webhook_workflow(user))
+    old = WebhookDelivery.objects.create(endpoint=ep, delivery_id="old")
+    recent = WebhookDelivery.objects.create(endpoint=ep, delivery_id="recent")
+    WebhookDelivery.objects.filter(pk=old.pk).update(received_at=timezone.now() - timedelta(seconds=settings.ZYRA_WEBHOOK_REPLAY_RETENTION_S + 60))
+    # Retention never drops below twice the timestamp tolerance.
+    assert settings.ZYRA_WEBHOOK_REPLAY_RETENTION_S >= 2 * settings.ZYRA_WEBHOOK_TOLERANCE_S
+    assert services.webhook_deliveries_prune() == 1
+    assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+@pytest.mark.django_db
+def test_admin_pages(client: Client, staff_user: Any, user: Any) -> None:
+    wf = make_workflow(user, {"nodes": [node("t", "SCHEDULE", {"interval_s": 30}), node("h", "WEBHOOK")], "edges": []})
+    services.triggers_sync(wf)
+    client.force_login(staff_user)
+    for url in ("/admin/triggers/schedule/", "/admin/triggers/webhookdelivery/", "/admin/triggers/webhookendpoint/"):
+        assert client.get(url).status_code == 200, url
+
+
+@pytest.mark.django_db
+def test_schedule_start_and_end(user: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    start = timezone.now() + timedelta(days=2)
+    wf = make_workflow(user, {"nodes": [node("t", "SCHEDULE", {"interval_s": 60, "start_at": start.isoformat()})], "edges": []})
+    [s] = services.schedule_sync(wf)
+    assert start <= s.next_run_at <= start + timedelta(seconds=61)
+    ended = (timezone.now() - timedelta(days=1)).isoformat()
+    wf2 = make_workflow(user, {"nodes": [node("t", "SCHEDULE", {"interval_s": 60, "end_at": ended})], "edges": []})
+    [s2] = services.schedule_sync(wf2)
+    assert s2.enabled and s2.next_run_at is None
+    assert services.schedules_fire_due() == []
