@@ -36,6 +36,7 @@ transaction with a row lock and a lock timeout.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from typing import Any, Literal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from executions.models import CircuitBreaker, CircuitState, ServicePolicy
@@ -52,7 +54,6 @@ from executions.models import CircuitBreaker, CircuitState, ServicePolicy
 log = logging.getLogger("executions.resilience")
 
 Outcome = Literal["success", "failure", "ignored"]
-_W = '"window"'  # a reserved word in PostgreSQL: the column name must be quoted
 
 
 @dataclass(frozen=True)
@@ -130,27 +131,33 @@ class ServiceState:
     breaker: BreakerSnapshot | None  # None: no row yet (never recorded = closed)
 
 
+_POLICY_FIELDS = ("rate_per_s", "burst", "failure_rate_threshold", "minimum_calls", "window_s", "open_wait_s")
+_CB, _SP = CircuitBreaker._meta.db_table, ServicePolicy._meta.db_table
+_LOAD_SQL = (
+    f"SELECT b.state, b.open_until, b.probe_lease_until, p.id, {', '.join('p.' + f for f in _POLICY_FIELDS)} "
+    f"FROM (SELECT CAST(%s AS varchar(300)) AS k) q LEFT JOIN {_CB} b ON b.key = q.k LEFT JOIN {_SP} p ON p.key = q.k"
+)
+
+
 def service_state_load(*, key: str) -> ServiceState:
-    """One round trip: the key's ServicePolicy overrides and breaker state.
+    """The key's ServicePolicy overrides and breaker state (two indexed reads, one short transaction).
 
     Raises OperationalError when storage is unavailable (the caller fails open).
     """
-    cb, sp = CircuitBreaker._meta.db_table, ServicePolicy._meta.db_table
-    sql = (
-        f"SELECT b.state, b.open_until, b.probe_lease_until, p.id, p.rate_per_s, p.burst, "
-        f"p.failure_rate_threshold, p.minimum_calls, p.window_s, p.open_wait_s "
-        f"FROM (SELECT %s::varchar AS k) q "
-        f"LEFT JOIN {cb} b ON b.key = q.k LEFT JOIN {sp} p ON p.key = q.k"
+    if connection.vendor == "postgresql":
+        # Hot path (every call): one round trip.
+        (row,) = _pg_run(_LOAD_SQL, [key], write=False)
+        breaker = tuple(row[:3]) if row[0] is not None else None
+        policy = tuple(row[4:]) if row[3] is not None else None
+    else:
+        with transaction.atomic():
+            breaker = CircuitBreaker.objects.filter(key=key).values_list("state", "open_until", "probe_lease_until").first()
+            policy = ServicePolicy.objects.filter(key=key).values_list(*_POLICY_FIELDS).first()
+    return ServiceState(
+        key=key,
+        policy=ServicePolicySnapshot(*policy) if policy is not None else None,
+        breaker=BreakerSnapshot(*breaker) if breaker is not None else None,
     )
-    with transaction.atomic(), connection.cursor() as cur:
-        _lock_timeout(cur)
-        cur.execute(sql, [key])
-        row = cur.fetchone()
-    assert row is not None
-    state, open_until, lease_until, policy_id, *overrides = row
-    policy = ServicePolicySnapshot(*overrides) if policy_id is not None else None
-    breaker = BreakerSnapshot(state, open_until, lease_until) if state is not None else None
-    return ServiceState(key=key, policy=policy, breaker=breaker)
 
 
 class CircuitOpen(Exception):
@@ -170,11 +177,49 @@ class Permit:
     storage_ok: bool = True  # False: admitted by the fail-open policy
 
 
-def _lock_timeout(cur: Any) -> None:
-    # Transaction-local: a stuck row lock or a sick database costs a worker at
-    # most this long before the fail-open policy takes over.
+def _lock_timeout() -> None:
+    """Transaction-local limits (PostgreSQL): a stuck row lock or a sick database costs a
+    worker at most ZYRA_BREAKER_DB_TIMEOUT_MS before the fail-open policy takes over.
+    (Embedded SQLite serialises writers itself and has no such settings.)"""
+    if connection.vendor != "postgresql":
+        return
     ms = f"{int(settings.ZYRA_BREAKER_DB_TIMEOUT_MS)}ms"
-    cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)", [ms, ms])
+    with connection.cursor() as cur:
+        # synchronous_commit off: breaker bookkeeping is advisory statistics, so a
+        # PostgreSQL crash may lose its last few hundred ms of counts - in
+        # exchange its commits do not wait for the WAL flush on every call.
+        cur.execute(
+            "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true), "
+            "set_config('synchronous_commit', 'off', true)",
+            [ms, ms],
+        )
+
+
+def _pg_run(sql: str, params: list[Any], *, write: bool) -> list[tuple[Any, ...]]:
+    """One statement with the breaker's transaction-local limits, in ONE round trip when possible.
+
+    Outside any transaction, the ``SET LOCAL``s and the statement go as one
+    multi-statement string, which PostgreSQL runs as one implicit transaction
+    (Django's psycopg 3 cursors bind parameters client-side, which allows it).
+    Inside a caller's transaction, or with server-side binding, it falls back
+    to a savepoint and separate statements.
+    """
+    ms = int(settings.ZYRA_BREAKER_DB_TIMEOUT_MS)
+    prefix = f"SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms}; "
+    if write:
+        prefix += "SET LOCAL synchronous_commit = off; "
+    server_binding = bool((connection.settings_dict.get("OPTIONS") or {}).get("server_side_binding"))
+    if connection.in_atomic_block or server_binding:
+        with transaction.atomic():
+            _lock_timeout()
+            with connection.cursor() as cur:
+                cur.execute(sql, params)
+                return list(cur.fetchall()) if cur.description else []
+    with connection.cursor() as cur:
+        cur.execute(prefix + sql, params)
+        while cur.description is None and cur.nextset():
+            pass
+        return list(cur.fetchall()) if cur.description else []
 
 
 def _storage_failed(op: str, key: str, exc: BaseException) -> None:
@@ -216,33 +261,28 @@ class Breaker:
         self.check(key, snapshot, now=now)
         token = secrets.token_hex(16)
         lease_until = now + timedelta(seconds=call_timeout_s + self.config.probe_grace_s)
+        lease = {"state": CircuitState.HALF_OPEN, "probe_token": token, "probe_lease_until": lease_until, "updated_at": now}
+        rows = CircuitBreaker.objects.filter(key=key)
+        current: tuple[Any, ...] | None = None
         try:
             with transaction.atomic():
-                with connection.cursor() as cur:
-                    _lock_timeout(cur)
-                    # The whole arbitration: only the caller whose UPDATE matches wins.
-                    cur.execute(
-                        f"UPDATE {CircuitBreaker._meta.db_table} SET state = %s, probe_token = %s, "
-                        f"probe_lease_until = %s, updated_at = %s "
-                        f"WHERE key = %s AND ((state = %s AND open_until <= %s) OR "
-                        f"(state = %s AND (probe_lease_until IS NULL OR probe_lease_until <= %s))) "
-                        f"RETURNING (SELECT state FROM {CircuitBreaker._meta.db_table} WHERE key = %s)",
-                        [CircuitState.HALF_OPEN, token, lease_until, now, key, CircuitState.OPEN, now,
-                         CircuitState.HALF_OPEN, now, key],
-                    )
-                    won = cur.fetchone()
-                    if won is None:
-                        cur.execute(
-                            f"SELECT state, open_until, probe_lease_until FROM {CircuitBreaker._meta.db_table} WHERE key = %s",
-                            [key],
-                        )
-                        current = cur.fetchone()
+                _lock_timeout()
+                # The whole arbitration: conditional UPDATEs; only a caller whose UPDATE
+                # matched a row wins (a concurrent loser re-evaluates after the winner
+                # commits and matches nothing).
+                from_open = rows.filter(state=CircuitState.OPEN, open_until__lte=now).update(**lease)
+                won = bool(from_open) or bool(
+                    rows.filter(state=CircuitState.HALF_OPEN)
+                    .filter(Q(probe_lease_until__isnull=True) | Q(probe_lease_until__lte=now))
+                    .update(**lease)
+                )
+                if not won:
+                    current = rows.values_list("state", "open_until", "probe_lease_until").first()
         except (OperationalError, InterfaceError) as exc:
             _storage_failed("acquire", key, exc)
             return Permit(key, None, storage_ok=False)
-        if won is not None:
-            if won[0] == CircuitState.OPEN:
-                # The breaker moved open -> half-open with this statement.
+        if won:
+            if from_open:
                 _transition(key, "half_opened", run_id=run_id, node_id=node_id, data={"probe_lease_until": lease_until.isoformat()})
             return Permit(key, token)
         if current is None or current[0] == CircuitState.CLOSED:
@@ -279,114 +319,167 @@ class Breaker:
         return transition
 
     def _record_probe(self, permit: Permit, outcome: Outcome, *, error: str, now: datetime) -> str | None:
-        table = CircuitBreaker._meta.db_table
+        mine = CircuitBreaker.objects.filter(key=permit.key, state=CircuitState.HALF_OPEN, probe_token=permit.probe_token)
         with transaction.atomic():
-            with connection.cursor() as cur:
-                _lock_timeout(cur)
-                if outcome == "ignored":
-                    # The probe never reached the service: free the slot for another caller.
-                    cur.execute(
-                        f"UPDATE {table} SET probe_lease_until = %s, probe_token = '', updated_at = %s "
-                        f"WHERE key = %s AND state = %s AND probe_token = %s",
-                        [now, now, permit.key, CircuitState.HALF_OPEN, permit.probe_token],
-                    )
-                    return None
-                if outcome == "success":
-                    cur.execute(
-                        f"UPDATE {table} SET state = %s, {_W} = '[]'::jsonb, consecutive_opens = 0, opened_at = NULL, "
-                        f"open_until = NULL, probe_lease_until = NULL, probe_token = '', "
-                        f"total_calls = total_calls + 1, updated_at = %s "
-                        f"WHERE key = %s AND state = %s AND probe_token = %s RETURNING id",
-                        [CircuitState.CLOSED, now, permit.key, CircuitState.HALF_OPEN, permit.probe_token],
-                    )
-                    return "closed" if cur.fetchone() else None
-                cur.execute(
-                    f"SELECT consecutive_opens FROM {table} WHERE key = %s AND state = %s AND probe_token = %s FOR UPDATE",
-                    [permit.key, CircuitState.HALF_OPEN, permit.probe_token],
+            _lock_timeout()
+            if outcome == "ignored":
+                # The probe never reached the service: free the slot for another caller now.
+                mine.update(probe_lease_until=now, probe_token="", updated_at=now)
+                return None
+            if outcome == "success":
+                closed = mine.update(
+                    state=CircuitState.CLOSED, window=[], consecutive_opens=0, opened_at=None, open_until=None,
+                    probe_lease_until=None, probe_token="", total_calls=F("total_calls") + 1, updated_at=now,
                 )
-                row = cur.fetchone()
-                if row is None:
-                    return None  # our lease lapsed and another probe owns the decision now
-                opens = int(row[0]) + 1
-                until = now + timedelta(seconds=_wait_s(self.config, opens))
-                cur.execute(
-                    f"UPDATE {table} SET state = %s, {_W} = '[]'::jsonb, consecutive_opens = %s, opened_at = %s, "
-                    f"open_until = %s, probe_lease_until = NULL, probe_token = '', total_calls = total_calls + 1, "
-                    f"total_failures = total_failures + 1, last_failure_at = %s, last_failure = %s, updated_at = %s "
-                    f"WHERE key = %s",
-                    [CircuitState.OPEN, opens, now, until, now, error[:2000], now, permit.key],
-                )
-                return "reopened"
+                return "closed" if closed else None
+            opens = mine.select_for_update().values_list("consecutive_opens", flat=True).first()
+            if opens is None:
+                return None  # our lease lapsed and another probe owns the decision now
+            opens += 1
+            until = now + timedelta(seconds=_wait_s(self.config, opens))
+            mine.update(
+                state=CircuitState.OPEN, window=[], consecutive_opens=opens, opened_at=now, open_until=until,
+                probe_lease_until=None, probe_token="", total_calls=F("total_calls") + 1,
+                total_failures=F("total_failures") + 1, last_failure_at=now, last_failure=error[:2000], updated_at=now,
+            )
+            return "reopened"
+
+    def _record_call_pg(self, key: str, failed: bool, slow: bool, *, error: str, now: datetime, bucket: int,
+                        horizon: int) -> str | None:
+        """PostgreSQL: one round trip per call; returns "missing" when the row does not exist yet."""
+        sql = _RECORD_SQL.format(cb=_CB, w='"window"', elem=_ELEM.format(w='"window"'))
+        params = {"horizon": horizon, "bucket": bucket, "failed": int(failed), "slow": int(slow), "now": now,
+                  "error": error[:2000], "key": key}
+        rows = _pg_run(sql, params, write=True)  # type: ignore[arg-type]
+        if not rows:
+            return "missing"
+        state, window, opens = rows[0]
+        if isinstance(window, str):
+            window = json.loads(window)
+        if state != CircuitState.CLOSED:
+            return None  # admitted before the breaker opened: counted, decides nothing
+        trip, calls, failures, slows = _trips(self.config, window or [])
+        if not trip:
+            return None
+        opens = int(opens) + 1
+        until = now + timedelta(seconds=_wait_s(self.config, opens))
+        with transaction.atomic():
+            _lock_timeout()
+            # Conditional: of two callers that both saw the window trip, one opens it.
+            opened = CircuitBreaker.objects.filter(key=key, state=CircuitState.CLOSED).update(
+                state=CircuitState.OPEN, window=[], consecutive_opens=F("consecutive_opens") + 1, opened_at=now,
+                open_until=until, probe_lease_until=None, probe_token="", updated_at=now,
+            )
+        if not opened:
+            return None
+        log.warning(
+            "executions.circuit_opened",
+            extra={"service": key, "calls": calls, "failures": failures, "slow": slows, "open_until": until.isoformat()},
+        )
+        return "opened"
 
     def _record_call(self, key: str, failed: bool, slow: bool, *, error: str, now: datetime) -> str | None:
         cfg = self.config
-        table = CircuitBreaker._meta.db_table
         epoch = int(now.timestamp())
         bucket = epoch - epoch % cfg.bucket_s
         horizon = epoch - cfg.window_s
+        if connection.vendor == "postgresql":
+            fast = self._record_call_pg(key, failed, slow, error=error, now=now, bucket=bucket, horizon=horizon)
+            if fast != "missing":
+                return fast
+        rows = CircuitBreaker.objects.filter(key=key)
         with transaction.atomic():
-            with connection.cursor() as cur:
-                _lock_timeout(cur)
-                cur.execute(f"SELECT state, {_W}, consecutive_opens FROM {table} WHERE key = %s FOR UPDATE", [key])
-                row = cur.fetchone()
-                if row is None:
-                    cur.execute(
-                        f"INSERT INTO {table} (key, state, {_W}, total_calls, total_failures, consecutive_opens, "
-                        f"probe_token, last_failure, updated_at) VALUES (%s, %s, '[]'::jsonb, 0, 0, 0, '', '', %s) "
-                        f"ON CONFLICT (key) DO NOTHING",
-                        [key, CircuitState.CLOSED, now],
-                    )
-                    cur.execute(f"SELECT state, {_W}, consecutive_opens FROM {table} WHERE key = %s FOR UPDATE", [key])
-                    row = cur.fetchone()
-                    assert row is not None
-                state, window, opens = row
-                if isinstance(window, str):  # psycopg may hand back text for jsonb on some setups
-                    import json
+            _lock_timeout()
+            current = _locked_row(key)
+            if current is None:
+                # First call ever to this service: create the row (a concurrent creator is fine).
+                CircuitBreaker.objects.bulk_create([CircuitBreaker(key=key, updated_at=now)], ignore_conflicts=True)
+                current = _locked_row(key)
+                assert current is not None
+            state, window, opens = current
+            changes: dict[str, Any] = {"total_calls": F("total_calls") + 1, "updated_at": now}
+            if failed:
+                changes.update(total_failures=F("total_failures") + 1, last_failure_at=now, last_failure=error[:2000])
+            if state != CircuitState.CLOSED:
+                # Admitted before the breaker opened: count it, decide nothing.
+                rows.update(**changes)
+                return None
+            buckets = [b for b in (window or []) if isinstance(b, list) and len(b) == 4 and b[0] > horizon]
+            if buckets and buckets[-1][0] == bucket:
+                buckets[-1] = [bucket, buckets[-1][1] + 1, buckets[-1][2] + int(failed), buckets[-1][3] + int(slow)]
+            else:
+                buckets.append([bucket, 1, int(failed), int(slow)])
+            calls = sum(b[1] for b in buckets)
+            failures = sum(b[2] for b in buckets)
+            slows = sum(b[3] for b in buckets)
+            trip = calls >= cfg.minimum_calls and (
+                failures / calls >= cfg.failure_rate_threshold
+                or (cfg.slow_call_s > 0 and slows / calls >= cfg.slow_call_rate_threshold)
+            )
+            if not trip:
+                rows.update(window=buckets, **changes)
+                return None
+            opens = int(opens) + 1
+            until = now + timedelta(seconds=_wait_s(cfg, opens))
+            rows.update(
+                state=CircuitState.OPEN, window=[], consecutive_opens=opens, opened_at=now, open_until=until,
+                probe_lease_until=None, probe_token="", **changes,
+            )
+        log.warning(
+            "executions.circuit_opened",
+            extra={"service": key, "calls": calls, "failures": failures, "slow": slows, "open_until": until.isoformat()},
+        )
+        return "opened"
 
-                    window = json.loads(window)
-                failure_cols = ", total_failures = total_failures + 1, last_failure_at = %s, last_failure = %s" if failed else ""
-                failure_args: list[Any] = [now, error[:2000]] if failed else []
-                if state != CircuitState.CLOSED:
-                    # Admitted before the breaker opened: count it, decide nothing.
-                    cur.execute(
-                        f"UPDATE {table} SET total_calls = total_calls + 1{failure_cols}, updated_at = %s WHERE key = %s",
-                        [*failure_args, now, key],
-                    )
-                    return None
-                buckets = [b for b in (window or []) if isinstance(b, list) and len(b) == 4 and b[0] > horizon]
-                if buckets and buckets[-1][0] == bucket:
-                    buckets[-1] = [bucket, buckets[-1][1] + 1, buckets[-1][2] + int(failed), buckets[-1][3] + int(slow)]
-                else:
-                    buckets.append([bucket, 1, int(failed), int(slow)])
-                calls = sum(b[1] for b in buckets)
-                failures = sum(b[2] for b in buckets)
-                slows = sum(b[3] for b in buckets)
-                trip = calls >= cfg.minimum_calls and (
-                    failures / calls >= cfg.failure_rate_threshold
-                    or (cfg.slow_call_s > 0 and slows / calls >= cfg.slow_call_rate_threshold)
-                )
-                if not trip:
-                    import json
 
-                    cur.execute(
-                        f"UPDATE {table} SET {_W} = %s::jsonb, total_calls = total_calls + 1{failure_cols}, "
-                        f"updated_at = %s WHERE key = %s",
-                        [json.dumps(buckets), *failure_args, now, key],
-                    )
-                    return None
-                opens = int(opens) + 1
-                until = now + timedelta(seconds=_wait_s(cfg, opens))
-                cur.execute(
-                    f"UPDATE {table} SET state = %s, {_W} = '[]'::jsonb, consecutive_opens = %s, opened_at = %s, "
-                    f"open_until = %s, probe_lease_until = NULL, probe_token = '', "
-                    f"total_calls = total_calls + 1{failure_cols}, updated_at = %s WHERE key = %s",
-                    [CircuitState.OPEN, opens, now, until, *failure_args, now, key],
-                )
-                log.warning(
-                    "executions.circuit_opened",
-                    extra={"service": key, "calls": calls, "failures": failures, "slow": slows, "open_until": until.isoformat()},
-                )
-                return "opened"
+def _trips(cfg: BreakerConfig, window: list[Any]) -> tuple[bool, int, int, int]:
+    buckets = [b for b in window if isinstance(b, list) and len(b) == 4]
+    calls = sum(int(b[1]) for b in buckets)
+    failures = sum(int(b[2]) for b in buckets)
+    slows = sum(int(b[3]) for b in buckets)
+    trip = calls >= cfg.minimum_calls and (
+        failures / calls >= cfg.failure_rate_threshold
+        or (cfg.slow_call_s > 0 and slows / calls >= cfg.slow_call_rate_threshold)
+    )
+    return trip, calls, failures, slows
+
+
+# The every-call write on PostgreSQL as ONE statement: roll the window in SQL
+# (drop buckets older than the horizon, bump or append the current bucket) and
+# count, under the row lock the UPDATE itself takes. A concurrent writer's
+# UPDATE waits for the lock and then re-evaluates against the new row, so no
+# outcome is lost. The window only moves while the breaker is closed.
+_ELEM = "jsonb_array_elements(b.{w}) e"
+_RECORD_SQL = """
+UPDATE {cb} AS b SET
+  {w} = CASE WHEN b.state = 'closed' THEN
+      COALESCE((SELECT jsonb_agg(e ORDER BY (e->>0)::bigint) FROM {elem}
+                WHERE (e->>0)::bigint > %(horizon)s AND (e->>0)::bigint <> %(bucket)s), '[]'::jsonb)
+      || jsonb_build_array(jsonb_build_array(
+           %(bucket)s,
+           1 + COALESCE((SELECT SUM((e->>1)::int) FROM {elem} WHERE (e->>0)::bigint = %(bucket)s), 0),
+           %(failed)s + COALESCE((SELECT SUM((e->>2)::int) FROM {elem} WHERE (e->>0)::bigint = %(bucket)s), 0),
+           %(slow)s + COALESCE((SELECT SUM((e->>3)::int) FROM {elem} WHERE (e->>0)::bigint = %(bucket)s), 0)))
+    ELSE b.{w} END,
+  total_calls = b.total_calls + 1,
+  total_failures = b.total_failures + %(failed)s,
+  last_failure_at = CASE WHEN %(failed)s = 1 THEN %(now)s ELSE b.last_failure_at END,
+  last_failure = CASE WHEN %(failed)s = 1 THEN %(error)s ELSE b.last_failure END,
+  updated_at = %(now)s
+WHERE b.key = %(key)s
+RETURNING b.state, b.{w}, b.consecutive_opens
+"""
+
+
+def _locked_row(key: str) -> tuple[Any, ...] | None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(f'SELECT state, "window", consecutive_opens FROM {_CB} WHERE key = %s FOR UPDATE', [key])
+            row = cur.fetchone()
+        if row is not None and isinstance(row[1], str):
+            row = (row[0], json.loads(row[1]), row[2])
+        return tuple(row) if row is not None else None
+    return CircuitBreaker.objects.filter(key=key).select_for_update().values_list("state", "window", "consecutive_opens").first()
 
 
 TRANSITION_EVENTS = {
