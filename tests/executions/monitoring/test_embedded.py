@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 from executions.models import Run
 from tests.executions.monitoring.conftest import token_for
-from tests.executions.monitoring.support import HERE, AsgiServer, read, start_server
+from tests.executions.monitoring.support import AsgiServer, read, start_server
 from tests.executions.monitoring.test_ws_stream import parallel_definition
 from tests.support.factories import make_workflow, wait_run
 
@@ -21,11 +20,9 @@ from tests.support.factories import make_workflow, wait_run
 def embedded_server(transactional_db: Any) -> Iterator[AsgiServer]:
     from django.db import connection
 
+    # The stock entry point: with no broker configured, zyra.asgi runs the worker in-process.
     server = start_server(
-        connection.settings_dict["NAME"],
-        "daphne-embedded",
-        {"REDIS_URL": "", "CELERY_BROKER_URL": "", "ZYRA_WS_HEARTBEAT_S": "30"},
-        script=[sys.executable, str(HERE / "embedded_server.py")],
+        connection.settings_dict["NAME"], "daphne-embedded", {"REDIS_URL": "", "CELERY_BROKER_URL": "", "ZYRA_WS_HEARTBEAT_S": "30"}
     )
     yield server
     server.stop()
