@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.generics import GenericAPIView
@@ -134,6 +134,40 @@ ERRORS = {
 }
 READ_ERRORS = {k: v for k, v in ERRORS.items() if k in {400, 401, 403, 404, 405, 406}}
 WORKFLOW_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+EXAMPLE_DEFINITION = {
+    "nodes": [
+        {"id": "start", "type": "MANUAL", "position": {"x": 0, "y": 0}, "data": {"label": "Start", "config": {}}},
+        {
+            "id": "fetch",
+            "type": "custom",
+            "position": {"x": 250, "y": 0},
+            "data": {
+                "blockType": "HTTP_REQUEST",
+                "label": "Fetch order",
+                "config": {"url": "https://api.example.com/orders/{{ input.order_id }}"},
+            },
+        },
+        {"id": "check", "type": "CONDITION", "data": {"config": {"expression": "{{ nodes.fetch.output.status == 200 }}"}}},
+        {"id": "ok", "type": "EMAIL", "data": {"config": {"to": "ops@example.com", "subject": "Order {{ input.order_id }} found"}}},
+    ],
+    "edges": [
+        {"id": "e1", "source": "start", "target": "fetch"},
+        {"id": "e2", "source": "fetch", "target": "check"},
+        {"id": "e3", "source": "check", "sourceHandle": "true", "target": "ok"},
+    ],
+    "settings": {"timeout_s": 600, "max_parallel_nodes": 8},
+}
+CREATE_EXAMPLE = OpenApiExample(
+    "A builder document", value={"name": "Order check", "tags": ["orders"], "definition": EXAMPLE_DEFINITION}, request_only=True
+)
+VALIDATE_EXAMPLES = [
+    OpenApiExample("Validate a document", value={"definition": EXAMPLE_DEFINITION}, request_only=True),
+    OpenApiExample(
+        "Invalid",
+        value={"valid": False, "errors": [{"path": "/definition/edges/2/sourceHandle", "code": "invalid_handle", "message": "..."}]},
+        response_only=True,
+    ),
+]
 
 
 class _Base(GenericAPIView):
@@ -157,6 +191,7 @@ class WorkflowListView(_Base):
     @extend_schema(
         operation_id="workflows_create",
         request=WorkflowWriteSerializer,
+        examples=[CREATE_EXAMPLE],
         responses={201: WorkflowSerializer, **ERRORS},
     )
     def post(self, request: Request) -> Response:
@@ -260,6 +295,7 @@ class WorkflowValidateView(_Base):
     @extend_schema(
         operation_id="workflows_validate",
         request=ValidateRequestSerializer,
+        examples=VALIDATE_EXAMPLES,
         responses={200: ValidateResponseSerializer, **ERRORS},
         description="Validate a definition without storing it. Error paths point into the request body (/definition/...).",
     )

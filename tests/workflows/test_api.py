@@ -371,3 +371,13 @@ def test_bad_characters_in_keys_are_400_with_a_renderable_pointer(api: APIClient
     assert resp.status_code == 400
     detail = resp.json()["error"]["details"][0]
     assert detail["code"] == "invalid_string" and detail["path"].startswith("/definition/")
+
+
+def test_openapi_example_definition_is_valid(api: APIClient) -> None:
+    from workflows.views import EXAMPLE_DEFINITION
+
+    assert api.post("/api/workflows/validate/", {"definition": EXAMPLE_DEFINITION}, format="json").json() == {"valid": True, "errors": []}
+    schema = api.get("/api/schema/?format=json").json()
+    create = schema["paths"]["/api/workflows/"]["post"]
+    assert "examples" in create["requestBody"]["content"]["application/json"]
+    assert {"201", "400", "401", "413", "415"} <= set(create["responses"])
