@@ -83,6 +83,13 @@ else:
     _opts = dict(_db.get("OPTIONS") or {})  # type: ignore[call-overload]
     _opts.setdefault("connect_timeout", 5)
     _db["OPTIONS"] = _opts
+    # DB_POOL_MAX > 0: Django's psycopg pool, one per process, instead of persistent
+    # connections. Use it for the ASGI web process, where each request runs in its own
+    # thread and a persistent connection per thread piles up (docs/operations.md).
+    if env_int("DB_POOL_MAX", 0) > 0:
+        _db["CONN_MAX_AGE"] = 0
+        _opts["pool"] = {"min_size": env_int("DB_POOL_MIN", 0), "max_size": env_int("DB_POOL_MAX", 0),
+                         "timeout": env_int("DB_POOL_TIMEOUT_S", 30)}
     _db["TEST"] = {"NAME": env_str("ZYRA_TEST_DB", "zyra_test")}
 if _db["ENGINE"] not in {"django.db.backends.sqlite3", "django.db.backends.postgresql"}:
     raise ConfigError("only PostgreSQL and SQLite are supported")
