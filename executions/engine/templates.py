@@ -245,7 +245,7 @@ class _Env(ImmutableSandboxedEnvironment):
 
         def checked(*args: Any, **kwargs: Any) -> str:
             _check_brace_format(fmt)
-            return _sized(wrapped(*args, **kwargs))  # type: ignore[no-any-return]
+            return _sized(wrapped(*args, **kwargs))
 
         return checked
 

@@ -137,7 +137,7 @@ def to_number(value: Any, where: str) -> float | int:
     if is_number(value):
         if isinstance(value, float) and not math.isfinite(value):
             raise NodeError("validation", f"{where}: {value!r} is not a finite number")
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, str):
         text = value.strip()
         if 0 < len(text) <= 100:

@@ -405,7 +405,7 @@ def op_combine(value: Any, spec: dict[str, Any]) -> Any:
             lists.append(part)
         if not lists:
             return []
-        zipped = []
+        zipped: list[Any] = []
         for row in zip(*lists, strict=False):
             if all(isinstance(cell, dict) for cell in row):
                 joined: dict[str, Any] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from executions.engine.graph import Graph
@@ -40,7 +41,7 @@ def edge_condition(expression: str, output: Any, source: str) -> bool:
     return bool(evaluate(expression, {"output": output, "nodes": {source: {"output": output}}}))
 
 
-def doc(nodes: dict[str, str], edges: list[tuple[str, ...]], conditions: dict[str, str] | None = None) -> dict[str, Any]:
+def doc(nodes: dict[str, str], edges: Sequence[tuple[str, ...]], conditions: dict[str, str] | None = None) -> dict[str, Any]:
     out_edges = []
     for e in edges:
         edge: dict[str, Any] = {"id": f"{e[0]}>{e[1]}" + (f":{e[2]}" if len(e) > 2 else ""), "source": e[0], "target": e[1]}

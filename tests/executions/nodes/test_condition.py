@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def test_bare_expression_cannot_escape_the_sandbox() -> None:
 
 
 def test_comparator_rows_and_or() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"leftValue": 200, "operator": "equals", "rightValue": 200, "dataType": "number"},
         {"leftValue": "hello world", "operator": "contains", "rightValue": "world", "dataType": "string"},
     ]
@@ -140,7 +141,7 @@ def test_operator_aliases(alias: str, canonical_result: bool) -> None:
 
 
 def test_case_insensitive_string_compare() -> None:
-    row = {"leftValue": "HeLLo", "operator": "equals", "rightValue": "hello", "dataType": "string"}
+    row: dict[str, Any] = {"leftValue": "HeLLo", "operator": "equals", "rightValue": "hello", "dataType": "string"}
     assert run_node("CONDITION", {"conditions": [row]})["result"] is False
     row["caseSensitive"] = False
     assert run_node("CONDITION", {"conditions": [row]})["result"] is True
