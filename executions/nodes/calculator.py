@@ -78,9 +78,7 @@ def _power(a: Any, b: Any) -> Number:
         if exp < 0:
             return _check(float(base) ** exp)
         if abs(base) > 1 and _bits(base) * exp > MAX_INT_BITS + 1:
-            raise _Invalid(
-                f"power too large: the result would exceed 2**{MAX_INT_BITS}"
-            )
+            raise _Invalid(f"power too large: the result would exceed 2**{MAX_INT_BITS}")
         return _check(base**exp)
     if base < 0 and not float(exp).is_integer():
         raise _Invalid("a negative number to a fractional power is not a real number")
@@ -94,13 +92,7 @@ def _power(a: Any, b: Any) -> Number:
 
 def _multiply(a: Any, b: Any) -> Number:
     x, y = _num(a), _num(b)
-    if (
-        isinstance(x, int)
-        and isinstance(y, int)
-        and x
-        and y
-        and _bits(x) + _bits(y) > MAX_INT_BITS + 1
-    ):
+    if isinstance(x, int) and isinstance(y, int) and x and y and _bits(x) + _bits(y) > MAX_INT_BITS + 1:
         raise _Invalid(f"product too large: the result would exceed 2**{MAX_INT_BITS}")
     return _check(x * y)
 
@@ -173,9 +165,7 @@ def _fn_round(args: list[Any]) -> Number:
     return _check(round(value, digits))
 
 
-def _fn_unary(
-    name: str, func: Callable[[Number], Number]
-) -> Callable[[list[Any]], Number]:
+def _fn_unary(name: str, func: Callable[[Number], Number]) -> Callable[[list[Any]], Number]:
     def call(args: list[Any]) -> Number:
         _arity(name, args, 1, 1)
         try:
@@ -248,9 +238,7 @@ class _Evaluator:
         if isinstance(node, ast.Constant):
             if is_number(node.value):
                 return _check(node.value)
-            raise _Invalid(
-                f"only numbers are allowed, not {type(node.value).__name__} literals"
-            )
+            raise _Invalid(f"only numbers are allowed, not {type(node.value).__name__} literals")
         if isinstance(node, ast.Name):
             if node.id in self.variables:
                 return self.variables[node.id]
@@ -297,17 +285,11 @@ class _Evaluator:
                     return result
             return result
         if isinstance(node, ast.IfExp):
-            return (
-                self.eval(node.body, d)
-                if self.eval(node.test, d)
-                else self.eval(node.orelse, d)
-            )
+            return self.eval(node.body, d) if self.eval(node.test, d) else self.eval(node.orelse, d)
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
                 name = node.func.id if isinstance(node.func, ast.Name) else "this call"
-                raise _Invalid(
-                    f"function {name!r} is not allowed; allowed: {', '.join(sorted(FUNCTIONS))}"
-                )
+                raise _Invalid(f"function {name!r} is not allowed; allowed: {', '.join(sorted(FUNCTIONS))}")
             if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
                 raise _Invalid(f"{node.func.id}() takes positional arguments only")
             return FUNCTIONS[node.func.id]([self.eval(a, d) for a in node.args])
@@ -324,9 +306,7 @@ def _variables(raw: Any) -> dict[str, Number]:
     out: dict[str, Number] = {}
     for name, value in raw.items():
         if not isinstance(name, str) or not name.isidentifier() or len(name) > 64:
-            raise NodeError(
-                "validation", f"variable name {name!r} is not a valid identifier"
-            )
+            raise NodeError("validation", f"variable name {name!r} is not a valid identifier")
         if isinstance(value, bool):
             out[name] = int(value)
             continue
@@ -340,16 +320,12 @@ def _variables(raw: Any) -> dict[str, Number]:
     return out
 
 
-def evaluate_expression(
-    expression: str, variables: dict[str, Number] | None = None
-) -> Any:
+def evaluate_expression(expression: str, variables: dict[str, Number] | None = None) -> Any:
     """Evaluate a calculator expression; NodeError("validation") on anything not allowed."""
     if not isinstance(expression, str) or not expression.strip():
         raise NodeError("validation", "expression must be a non-empty string")
     if len(expression) > MAX_EXPRESSION_LEN:
-        raise NodeError(
-            "validation", f"expression longer than {MAX_EXPRESSION_LEN} characters"
-        )
+        raise NodeError("validation", f"expression longer than {MAX_EXPRESSION_LEN} characters")
     try:
         tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError as exc:
@@ -361,9 +337,7 @@ def evaluate_expression(
     try:
         return _Evaluator(variables or {}).eval(tree)
     except _Invalid as exc:
-        raise NodeError(
-            "validation", f"expression {expression[:100]!r}: {exc}"
-        ) from None
+        raise NodeError("validation", f"expression {expression[:100]!r}: {exc}") from None
     except (OverflowError, ZeroDivisionError, ValueError, TypeError) as exc:
         raise NodeError(
             "validation",
@@ -400,11 +374,7 @@ _NAMED: dict[str, Callable[[Any, Any], Number]] = {
 def _round_result(result: Any, precision: Any) -> Any:
     if precision is None or isinstance(result, bool):
         return result
-    if (
-        isinstance(precision, bool)
-        or not isinstance(precision, int)
-        or not 0 <= precision <= 15
-    ):
+    if isinstance(precision, bool) or not isinstance(precision, int) or not 0 <= precision <= 15:
         raise NodeError("validation", "precision must be an integer between 0 and 15")
     return round(result, precision) if isinstance(result, float) else result
 
@@ -420,9 +390,7 @@ class CalculatorHandler(NodeHandler):
             raise NodeError("validation", "config must be an object")
         has_expression, has_operation = "expression" in config, "operation" in config
         if has_expression and has_operation:
-            raise NodeError(
-                "validation", "give either an expression or an operation, not both"
-            )
+            raise NodeError("validation", "give either an expression or an operation, not both")
         if has_operation:
             result = self._operation(config)
         elif has_expression:
@@ -431,13 +399,9 @@ class CalculatorHandler(NodeHandler):
                 # A whole-string template the engine already evaluated.
                 result = _check_value(expression)
             else:
-                result = evaluate_expression(
-                    expression, _variables(config.get("variables"))
-                )
+                result = evaluate_expression(expression, _variables(config.get("variables")))
         else:
-            raise NodeError(
-                "validation", "CALCULATOR needs an expression or an operation"
-            )
+            raise NodeError("validation", "CALCULATOR needs an expression or an operation")
         return {"result": _round_result(result, config.get("precision"))}
 
     @staticmethod
@@ -455,16 +419,8 @@ class CalculatorHandler(NodeHandler):
         for key in ("a", "b"):
             if key not in config:
                 raise NodeError("validation", f"{name} needs a and b")
-        a = (
-            to_number(config["a"], "a")
-            if not isinstance(config["a"], bool)
-            else _bool_number("a")
-        )
-        b = (
-            to_number(config["b"], "b")
-            if not isinstance(config["b"], bool)
-            else _bool_number("b")
-        )
+        a = to_number(config["a"], "a") if not isinstance(config["a"], bool) else _bool_number("a")
+        b = to_number(config["b"], "b") if not isinstance(config["b"], bool) else _bool_number("b")
         for key, value in (("a", a), ("b", b)):
             if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
                 raise NodeError(

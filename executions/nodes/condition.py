@@ -69,9 +69,7 @@ def guarded(func: _F) -> _F:
             IndexError,
             AttributeError,
         ) as exc:
-            raise NodeError(
-                "validation", f"invalid data: {type(exc).__name__}: {exc}"
-            ) from None
+            raise NodeError("validation", f"invalid data: {type(exc).__name__}: {exc}") from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -83,12 +81,7 @@ def canonical_operator(op: Any, where: str = "operator") -> str:
         return op
     if op in OPERATOR_ALIASES:
         return OPERATOR_ALIASES[op]
-    snake = (
-        re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", op)
-        .lower()
-        .replace(" ", "_")
-        .replace("-", "_")
-    )
+    snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", op).lower().replace(" ", "_").replace("-", "_")
     if snake in OPERATORS:
         return snake
     if snake in OPERATOR_ALIASES:
@@ -110,9 +103,7 @@ def truthy(value: Any) -> bool:
         return value.strip().lower() not in FALSY_STRINGS
     if isinstance(value, (list, tuple, dict)):
         return len(value) > 0
-    raise NodeError(
-        "validation", f"a value of type {type(value).__name__} has no truth value here"
-    )
+    raise NodeError("validation", f"a value of type {type(value).__name__} has no truth value here")
 
 
 def small(value: Any) -> Any:
@@ -167,9 +158,7 @@ def to_string(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise NodeError(
-            "validation", f"value of type {type(value).__name__} is not JSON"
-        ) from exc
+        raise NodeError("validation", f"value of type {type(value).__name__} is not JSON") from exc
 
 
 def to_bool(value: Any, where: str) -> bool:
@@ -193,9 +182,7 @@ def to_datetime(value: Any, where: str) -> datetime:
         try:
             moment = datetime.fromtimestamp(float(value), tz=UTC)
         except (OverflowError, OSError, ValueError):
-            raise NodeError(
-                "validation", f"{where}: {_describe(value)} is not a valid timestamp"
-            ) from None
+            raise NodeError("validation", f"{where}: {_describe(value)} is not a valid timestamp") from None
     elif isinstance(value, str) and 0 < len(value.strip()) <= 64:
         text = value.strip()
         if text.endswith(("Z", "z")):
@@ -203,9 +190,7 @@ def to_datetime(value: Any, where: str) -> datetime:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
-            raise NodeError(
-                "validation", f"{where}: {_describe(value)} is not an ISO 8601 date"
-            ) from None
+            raise NodeError("validation", f"{where}: {_describe(value)} is not an ISO 8601 date") from None
     else:
         raise NodeError("validation", f"{where}: {_describe(value)} is not a date")
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -218,13 +203,9 @@ def json_equal(left: Any, right: Any) -> bool:
     if is_number(left) and is_number(right):
         return bool(left == right)
     if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(
-            json_equal(left[k], right[k]) for k in left
-        )
+        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
     if isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
-        return len(left) == len(right) and all(
-            json_equal(a, b) for a, b in zip(left, right, strict=True)
-        )
+        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right, strict=True))
     return type(left) is type(right) and bool(left == right)
 
 
@@ -242,12 +223,7 @@ def _infer_type(left: Any, right: Any) -> str | None:
     """The data type to compare as when none is given (None = plain JSON)."""
     if is_number(left) and is_number(right):
         return "number"
-    if (
-        is_number(left)
-        and isinstance(right, str)
-        or is_number(right)
-        and isinstance(left, str)
-    ):
+    if (is_number(left) and isinstance(right, str)) or (is_number(right) and isinstance(left, str)):
         # "200" vs 200: the builder sends text fields; compare as numbers when both parse.
         try:
             to_number(left, "")
@@ -295,9 +271,7 @@ def _regex(subject: Any, pattern: Any, where: str, case_sensitive: bool) -> bool
     try:
         compiled = re.compile(pattern, 0 if case_sensitive else re.IGNORECASE)
     except (re.error, RecursionError, OverflowError) as exc:
-        raise NodeError(
-            "validation", f"{where}: invalid regex pattern: {exc}"
-        ) from None
+        raise NodeError("validation", f"{where}: invalid regex pattern: {exc}") from None
     return compiled.search(text) is not None
 
 
@@ -330,9 +304,7 @@ def compare(
     if op in ("starts_with", "ends_with"):
         text = _coerce(left, "string", f"{where} leftValue", sensitive)
         part = _coerce(right, "string", f"{where} rightValue", sensitive)
-        return bool(
-            text.startswith(part) if op == "starts_with" else text.endswith(part)
-        )
+        return bool(text.startswith(part) if op == "starts_with" else text.endswith(part))
     kind = data_type or _infer_type(left, right)
     if kind is None:
         if op in ("equals", "not_equals"):
@@ -356,14 +328,10 @@ def compare(
         return bool(a < b)
     if op == "lte":
         return bool(a <= b)
-    raise NodeError(
-        "validation", f"{where}: operator {op!r} is not supported here"
-    )  # pragma: no cover
+    raise NodeError("validation", f"{where}: operator {op!r} is not supported here")  # pragma: no cover
 
 
-def _contains(
-    left: Any, right: Any, data_type: Any, where: str, sensitive: bool
-) -> bool:
+def _contains(left: Any, right: Any, data_type: Any, where: str, sensitive: bool) -> bool:
     if isinstance(left, (list, tuple)) and data_type in (
         None,
         "number",
@@ -373,10 +341,7 @@ def _contains(
         if data_type is None:
             return any(json_equal(item, right) for item in left)
         target = _coerce(right, data_type, f"{where} rightValue", sensitive)
-        return any(
-            _coerce(item, data_type, f"{where} leftValue item", sensitive) == target
-            for item in left
-        )
+        return any(_coerce(item, data_type, f"{where} leftValue item", sensitive) == target for item in left)
     if isinstance(left, dict) and data_type is None:
         return isinstance(right, str) and right in left
     text = _coerce(left, "string", f"{where} leftValue", sensitive)
@@ -409,9 +374,7 @@ def evaluate_rows(config: dict[str, Any], where: str = "conditions") -> dict[str
     if not isinstance(rows, list) or not rows:
         raise NodeError("validation", "conditions must be a non-empty list")
     if len(rows) > MAX_CONDITIONS:
-        raise NodeError(
-            "validation", f"at most {MAX_CONDITIONS} conditions are allowed"
-        )
+        raise NodeError("validation", f"at most {MAX_CONDITIONS} conditions are allowed")
     combinator = config.get("combinator", "and")
     if not isinstance(combinator, str) or combinator.lower() not in ("and", "or"):
         raise NodeError(
@@ -449,10 +412,7 @@ def evaluate_rows(config: dict[str, Any], where: str = "conditions") -> dict[str
 def _expression_context(ctx: NodeContext) -> dict[str, Any]:
     return {
         "input": ctx.run_input,
-        "nodes": {
-            node_id: {"output": output}
-            for node_id, output in ctx.inputs_by_node.items()
-        },
+        "nodes": {node_id: {"output": output} for node_id, output in ctx.inputs_by_node.items()},
         "run": {"id": ctx.run_id, "workflow_id": ctx.workflow_id},
     }
 
@@ -468,11 +428,7 @@ class ConditionHandler(NodeHandler):
             raise NodeError("validation", "config must be an object")
         if "expression" in config:
             value = config["expression"]
-            raw = (
-                ctx.raw_config.get("expression")
-                if isinstance(ctx.raw_config, dict)
-                else None
-            )
+            raw = ctx.raw_config.get("expression") if isinstance(ctx.raw_config, dict) else None
             if isinstance(raw, str) and "{{" not in raw and isinstance(value, str):
                 value = self._evaluate_bare(value, ctx)
             return {"result": truthy(value), "value": small(value)}
@@ -489,6 +445,4 @@ class ConditionHandler(NodeHandler):
         try:
             return evaluate(expression, _expression_context(ctx), "/expression")
         except TemplateError as exc:
-            raise NodeError(
-                "template", str(exc), details={"path": "/data/config/expression"}
-            ) from None
+            raise NodeError("template", str(exc), details={"path": "/data/config/expression"}) from None

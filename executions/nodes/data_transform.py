@@ -77,15 +77,11 @@ def check_json(value: Any, what: str = "source") -> None:
         if count > MAX_NODES:
             raise NodeError("validation", f"{what} holds more than {MAX_NODES} values")
         if depth > MAX_DEPTH:
-            raise NodeError(
-                "validation", f"{what} is nested deeper than {MAX_DEPTH} levels"
-            )
+            raise NodeError("validation", f"{what} is nested deeper than {MAX_DEPTH} levels")
         if isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str):
-                    raise NodeError(
-                        "validation", f"{what} has a non-string object key {key!r}"
-                    )
+                    raise NodeError("validation", f"{what} has a non-string object key {key!r}")
                 stack.append((child, depth + 1))
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
@@ -93,9 +89,7 @@ def check_json(value: Any, what: str = "source") -> None:
             if not math.isfinite(item):
                 raise NodeError("validation", f"{what} holds a non-finite number")
         elif item is not None and not isinstance(item, (str, int, bool)):
-            raise NodeError(
-                "validation", f"{what} holds a {type(item).__name__}, which is not JSON"
-            )
+            raise NodeError("validation", f"{what} holds a {type(item).__name__}, which is not JSON")
 
 
 def parse_path(path: Any) -> list[str | int]:
@@ -228,9 +222,7 @@ def op_map(value: Any, spec: dict[str, Any]) -> Any:
     return one(value)
 
 
-_ORDER_TESTS = frozenset(
-    {"equals", "not_equals", "is_empty", "is_not_empty", "isEmpty", "isNotEmpty"}
-)
+_ORDER_TESTS = frozenset({"equals", "not_equals", "is_empty", "is_not_empty", "isEmpty", "isNotEmpty"})
 
 
 def op_filter(value: Any, spec: dict[str, Any], index: int) -> list[Any]:
@@ -269,9 +261,7 @@ def _aggregate(values: list[Any], fn: str, index: int) -> Any:
     for position, item in enumerate(values):
         if item is None:
             continue
-        numbers.append(
-            to_number(item, f"operations/{index} (aggregate {fn}) item {position}")
-        )
+        numbers.append(to_number(item, f"operations/{index} (aggregate {fn}) item {position}"))
     if fn == "sum":
         total = sum(numbers)
         _finite(total, fn)
@@ -288,7 +278,7 @@ def _aggregate(values: list[Any], fn: str, index: int) -> Any:
 
 def _finite(number: Any, fn: str) -> None:
     too_big = isinstance(number, int) and number.bit_length() > 1024
-    if too_big or isinstance(number, float) and not math.isfinite(number):
+    if too_big or (isinstance(number, float) and not math.isfinite(number)):
         raise _OpError(f"{fn} overflowed")
 
 
@@ -318,9 +308,7 @@ class _Budget:
     def spend(self, text: str) -> str:
         self.left -= len(text)
         if self.left < 0:
-            raise _OpError(
-                f"format would produce more than {MAX_FORMAT_CHARS} characters"
-            )
+            raise _OpError(f"format would produce more than {MAX_FORMAT_CHARS} characters")
         return text
 
 
@@ -348,9 +336,7 @@ def op_format(value: Any, spec: dict[str, Any]) -> Any:
         out = []
         for position, item in enumerate(items):
             if not isinstance(item, dict):
-                raise _OpError(
-                    f"format with 'field' needs objects; item {position} is {_kind(item)}"
-                )
+                raise _OpError(f"format with 'field' needs objects; item {position} is {_kind(item)}")
             out.append({**item, field: format_template(template, item, budget)})
         return out if isinstance(value, list) else out[0]
     if isinstance(value, list):
@@ -372,18 +358,14 @@ def op_combine(value: Any, spec: dict[str, Any]) -> Any:
     mode = spec.get("mode")
     sources = spec.get("sources", value)
     if not isinstance(sources, list):
-        raise _OpError(
-            f"combine needs a list of values to combine, got {_kind(sources)}"
-        )
+        raise _OpError(f"combine needs a list of values to combine, got {_kind(sources)}")
     if mode == "merge":
         merged: dict[str, Any] = {}
         for position, part in enumerate(sources):
             if part is None:
                 continue
             if not isinstance(part, dict):
-                raise _OpError(
-                    f"combine merge needs objects; item {position} is {_kind(part)}"
-                )
+                raise _OpError(f"combine merge needs objects; item {position} is {_kind(part)}")
             merged.update(part)
         return merged
     if mode == "concat":
@@ -399,9 +381,7 @@ def op_combine(value: Any, spec: dict[str, Any]) -> Any:
         lists = []
         for position, part in enumerate(sources):
             if not isinstance(part, list):
-                raise _OpError(
-                    f"combine zip needs lists; item {position} is {_kind(part)}"
-                )
+                raise _OpError(f"combine zip needs lists; item {position} is {_kind(part)}")
             lists.append(part)
         if not lists:
             return []
@@ -501,9 +481,7 @@ def apply_operation(value: Any, spec: Any, index: int) -> Any:
             f"{where}: unknown op {op!r}; expected one of {', '.join(OPS)}",
         )
     if isinstance(value, list) and len(value) > MAX_ITEMS:
-        raise NodeError(
-            "validation", f"{where} ({op}): the list has more than {MAX_ITEMS} items"
-        )
+        raise NodeError("validation", f"{where} ({op}): the list has more than {MAX_ITEMS} items")
     try:
         if op == "filter":
             result = op_filter(value, spec, index)
@@ -516,13 +494,9 @@ def apply_operation(value: Any, spec: Any, index: int) -> Any:
     except NodeError as exc:
         if exc.message.startswith(where):
             raise
-        raise NodeError(
-            exc.code, f"{where} ({op}): {exc.message}", details=exc.details
-        ) from None
+        raise NodeError(exc.code, f"{where} ({op}): {exc.message}", details=exc.details) from None
     if isinstance(result, list) and len(result) > MAX_ITEMS:
-        raise NodeError(
-            "validation", f"{where} ({op}): the result has more than {MAX_ITEMS} items"
-        )
+        raise NodeError("validation", f"{where} ({op}): the result has more than {MAX_ITEMS} items")
     return result
 
 
@@ -531,9 +505,7 @@ def transform(source: Any, operations: Any) -> Any:
     if not isinstance(operations, list):
         raise NodeError("validation", "operations must be a list")
     if len(operations) > MAX_OPERATIONS:
-        raise NodeError(
-            "validation", f"at most {MAX_OPERATIONS} operations are allowed"
-        )
+        raise NodeError("validation", f"at most {MAX_OPERATIONS} operations are allowed")
     check_json(operations, "operations")
     value = source
     for index, spec in enumerate(operations):

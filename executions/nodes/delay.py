@@ -26,9 +26,7 @@ def now() -> datetime:
 
 def _seconds(value: Any, name: str) -> float:
     if isinstance(value, bool):
-        raise NodeError(
-            "validation", f"{name} must be a number of seconds, not a boolean"
-        )
+        raise NodeError("validation", f"{name} must be a number of seconds, not a boolean")
     number = float(to_number(value, name))
     if number < 0:
         raise NodeError("validation", f"{name} must not be negative")
@@ -46,18 +44,14 @@ def target_time(config: dict[str, Any], start: datetime) -> datetime:
     if "until" in config:
         until = to_datetime(config["until"], "until")
         if until - start > timedelta(seconds=MAX_DELAY_S):
-            raise NodeError(
-                "validation", f"until is more than {MAX_DELAY_S // 86400} days away"
-            )
+            raise NodeError("validation", f"until is more than {MAX_DELAY_S // 86400} days away")
         return until
     if "seconds" in config:
         seconds = _seconds(config["seconds"], "seconds")
     else:
         unit = config.get("unit", "seconds")
         if unit not in UNITS:
-            raise NodeError(
-                "validation", f"unit must be one of {', '.join(UNITS)}, not {unit!r}"
-            )
+            raise NodeError("validation", f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
         seconds = _seconds(config["duration"], "duration") * UNITS[unit]
     if seconds > MAX_DELAY_S:
         raise NodeError(

@@ -21,9 +21,7 @@ def check_input_schema(config: Any, run_input: Any) -> None:
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        raise NodeError(
-            "config", f"input_schema is not a valid JSON Schema: {exc.message}"
-        ) from None
+        raise NodeError("config", f"input_schema is not a valid JSON Schema: {exc.message}") from None
     errors = sorted(
         Draft202012Validator(schema).iter_errors(run_input),
         key=lambda e: list(e.absolute_path),
@@ -31,11 +29,7 @@ def check_input_schema(config: Any, run_input: Any) -> None:
     if errors:
         details = [
             {
-                "path": "/"
-                + "/".join(
-                    str(p).replace("~", "~0").replace("/", "~1")
-                    for p in e.absolute_path
-                ),
+                "path": "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in e.absolute_path),
                 "code": "input_schema",
                 "message": e.message[:500],
             }

@@ -24,9 +24,7 @@ class MergeHandler(NodeHandler):
         config = ctx.config if isinstance(ctx.config, dict) else {}
         mode = config.get("mode", "object")
         if mode not in MODES:
-            raise NodeError(
-                "validation", f"mode must be one of {', '.join(MODES)}, not {mode!r}"
-            )
+            raise NodeError("validation", f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         inputs = ctx.inputs_by_node
         if not isinstance(inputs, dict):
             raise NodeError("validation", "the predecessors' outputs are not an object")

@@ -21,9 +21,6 @@ class ScheduleHandler(NodeHandler):
     def run(self, ctx: NodeContext) -> Any:
         errors = schedule_config_errors(ctx.config)
         if errors:
-            details = [
-                {"path": path, "code": code, "message": message}
-                for path, code, message in errors
-            ]
+            details = [{"path": path, "code": code, "message": message} for path, code, message in errors]
             raise NodeError("config", errors[0][2], details=details)
         return emit_run_input(ctx)

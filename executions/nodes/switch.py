@@ -28,9 +28,7 @@ def _check_handle(handle: Any, where: str) -> str:
             f"{where}: handle must be a string of 1 to {MAX_HANDLE_LEN} characters",
         )
     if handle in RESERVED_HANDLES:
-        raise NodeError(
-            "validation", f"{where}: handle {handle!r} is reserved for the error branch"
-        )
+        raise NodeError("validation", f"{where}: handle {handle!r} is reserved for the error branch")
     return handle
 
 
@@ -48,9 +46,7 @@ class SwitchHandler(NodeHandler):
             raise NodeError("validation", "cases must be a non-empty list")
         if len(cases) > MAX_CASES:
             raise NodeError("validation", f"at most {MAX_CASES} cases are allowed")
-        default = _check_handle(
-            config.get("default_handle", DEFAULT_HANDLE), "default_handle"
-        )
+        default = _check_handle(config.get("default_handle", DEFAULT_HANDLE), "default_handle")
         value = config.get("value", ctx.input)
         seen: set[str] = set()
         for index, case in enumerate(cases):
@@ -85,9 +81,7 @@ class SwitchHandler(NodeHandler):
                     where=where,
                 )
             else:
-                raise NodeError(
-                    "validation", f"{where}: a case needs 'equals' or 'operator'"
-                )
+                raise NodeError("validation", f"{where}: a case needs 'equals' or 'operator'")
             if matched:
                 return {
                     "handle": case["handle"],

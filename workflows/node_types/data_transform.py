@@ -112,9 +112,7 @@ OPERATION_SCHEMA: dict[str, Any] = {
             ["mode"],
         ),
         _op("sort", {"field": _PATH_OR_EMPTY, "order": {"enum": ["asc", "desc"]}}, []),
-        _op(
-            "limit", {"count": _INT_OR_TEMPLATE, "offset": _INT_OR_TEMPLATE}, ["count"]
-        ),
+        _op("limit", {"count": _INT_OR_TEMPLATE, "offset": _INT_OR_TEMPLATE}, ["count"]),
         _op("unique", {"field": _PATH_OR_EMPTY}, []),
     ],
 }
@@ -124,9 +122,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "title": "DATA_TRANSFORM config",
     "type": "object",
     "properties": {
-        "source": {
-            "description": "The value to transform (usually a template); defaults to the node's input."
-        },
+        "source": {"description": "The value to transform (usually a template); defaults to the node's input."},
         "operations": {
             "type": "array",
             "maxItems": MAX_OPERATIONS,

@@ -16,9 +16,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "type": "object",
             "description": "A JSON Schema the run inputs must match (checked when a run starts).",
         },
-        "sample_input": {
-            "description": "Example inputs the builder offers when starting a run."
-        },
+        "sample_input": {"description": "Example inputs the builder offers when starting a run."},
         "description": {"type": "string", "maxLength": 10000},
     },
     # Trigger configs stay open: the builder stores UI state beside them.

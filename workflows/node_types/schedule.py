@@ -58,13 +58,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
 
 
 def _timezone(name: Any) -> ZoneInfo | None:
-    if (
-        not isinstance(name, str)
-        or not name
-        or len(name) > 64
-        or ".." in name
-        or name.startswith("/")
-    ):
+    if not isinstance(name, str) or not name or len(name) > 64 or ".." in name or name.startswith("/"):
         return None
     try:
         return ZoneInfo(name)
@@ -86,18 +80,10 @@ def schedule_config_errors(config: Any) -> list[tuple[str, str, str]]:
         except Exception:  # noqa: BLE001 - croniter raises assorted types on junk; all mean invalid
             valid = False
         if not valid:
-            errors.append(
-                ("/cron", "invalid_cron", f"{cron!r} is not a valid cron expression")
-            )
+            errors.append(("/cron", "invalid_cron", f"{cron!r} is not a valid cron expression"))
     tz = config.get("timezone")
-    if (
-        tz is not None
-        and not (isinstance(tz, str) and "{{" in tz)
-        and _timezone(tz) is None
-    ):
-        errors.append(
-            ("/timezone", "invalid_timezone", f"{tz!r} is not a known IANA time zone")
-        )
+    if tz is not None and not (isinstance(tz, str) and "{{" in tz) and _timezone(tz) is None:
+        errors.append(("/timezone", "invalid_timezone", f"{tz!r} is not a known IANA time zone"))
     return errors
 
 
@@ -112,11 +98,7 @@ def next_fire_time(config: dict[str, Any], after: datetime) -> datetime | None:
         base = after.astimezone(tz)
         nxt = croniter(cron, base).get_next(datetime)
         return nxt if nxt.tzinfo else nxt.replace(tzinfo=tz)
-    if (
-        isinstance(interval, (int, float))
-        and not isinstance(interval, bool)
-        and interval >= MIN_INTERVAL_S
-    ):
+    if isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval >= MIN_INTERVAL_S:
         return after + timedelta(seconds=float(interval))
     return None
 

@@ -47,9 +47,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "title": "SWITCH config",
     "type": "object",
     "properties": {
-        "value": {
-            "description": "The value the cases test (usually a template); defaults to the node's input."
-        },
+        "value": {"description": "The value the cases test (usually a template); defaults to the node's input."},
         "cases": {
             "type": "array",
             "minItems": 1,
