@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -80,6 +80,7 @@ class RunAdmin(_ReadOnly, admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("workflow", "version", "owner")
     inlines = [NodeRunInline, RunEventInline]
+    actions = ["cancel_runs", "resume_runs", "retry_runs"]
     readonly_fields = (
         "id",
         "live",
@@ -119,6 +120,36 @@ class RunAdmin(_ReadOnly, admin.ModelAdmin):
     def get_formsets_with_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
         request._zyra_admin_run = obj  # type: ignore[attr-defined]  # read by RunEventInline
         return super().get_formsets_with_inlines(request, obj)
+
+    def _act(self, request: HttpRequest, queryset: QuerySet[Run], action: str) -> None:
+        """Operator actions go through the engine's services, like the API's."""
+        from executions import services
+        from zyra.errors import ZyraError
+
+        service = {"cancel": services.run_cancel, "resume": services.run_resume, "retry": services.run_retry}[action]
+        done, refused = 0, []
+        for run in queryset:
+            try:
+                service(run=run)
+                done += 1
+            except ZyraError as exc:
+                refused.append(f"{run.pk}: {exc.message}")
+        if done:
+            self.message_user(request, f"{action.capitalize()}: {done} run(s).", messages.SUCCESS)
+        for line in refused[:20]:
+            self.message_user(request, f"{action.capitalize()} refused for {line}", messages.WARNING)
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        self._act(request, queryset, "cancel")
+
+    @admin.action(description="Resume selected runs (reuse succeeded nodes)")
+    def resume_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        self._act(request, queryset, "resume")
+
+    @admin.action(description="Retry failed nodes of selected runs")
+    def retry_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        self._act(request, queryset, "retry")
 
     @admin.display(description="event log")
     def event_log(self, obj: Run) -> str:

@@ -147,3 +147,19 @@ def test_event_log_inline_is_capped_and_links_the_full_log(db: Any, user: Any, s
     listing = c.get(full)
     assert listing.status_code == 200
     assert "marker3x" in listing.content.decode()
+
+
+def test_admin_actions_cancel_through_the_engine_service(db: Any, user: Any, staff_user: Any) -> None:
+    from tests.executions.monitoring.test_ws_auth import make_run
+
+    running = make_run(user, status="running")
+    finished = make_finished_run(user)
+    c = staff_client(staff_user)
+    resp = c.post("/admin/executions/run/", {"action": "cancel_runs", "_selected_action": [str(running.id), str(finished.id)]}, follow=True)
+    assert resp.status_code == 200
+    running.refresh_from_db()
+    finished.refresh_from_db()
+    assert running.status == "cancelled" and finished.status == "failed"
+    assert list(running.events.values_list("type", flat=True)) == ["run.cancelled"]
+    shown = [str(m) for m in resp.context["messages"]]
+    assert shown == ["Cancel: 1 run(s).", f"Cancel refused for {finished.id}: the run is already failed."]
