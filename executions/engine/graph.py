@@ -56,7 +56,7 @@ class Graph:
                 enabled=data.get("isEnabled", True) is not False,
                 on_error=on_error if on_error in {"stop", "continue", "error_branch"} else "stop",
                 timeout_s=float(timeout) if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) else None,
-                retry=data.get("retry") if isinstance(data.get("retry"), dict) else {},
+                retry=data["retry"] if isinstance(data.get("retry"), dict) else {},
                 output_schema=data.get("output_schema") if isinstance(data.get("output_schema"), dict) else None,
                 label=str(data.get("label") or raw["id"]),
             )
