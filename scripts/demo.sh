@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export DJANGO_SETTINGS_MODULE=zyra.settings
+export ZYRA_LOG_LEVEL="${ZYRA_LOG_LEVEL:-WARNING}"
 unset DATABASE_URL CELERY_BROKER_URL REDIS_URL || true
 .venv/bin/python manage.py migrate --verbosity 0
 status=0

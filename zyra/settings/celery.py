@@ -5,7 +5,7 @@ from kombu import Exchange, Queue
 from zyra.env import env_float, env_int, env_str
 
 # Empty broker URL = embedded: kombu's in-memory transport and an in-process worker.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or "memory://"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or "memory://localhost/"
 ZYRA_EMBEDDED_BROKER = CELERY_BROKER_URL.startswith("memory://")
 # Results are ignored (the database is the record); benchmarks of bare chords set one.
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
