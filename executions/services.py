@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from executions.engine.graph import Graph
@@ -76,8 +76,24 @@ def _lock_run(run_id: Any) -> Run | None:
 
 
 def _lock_node(node_run_id: int) -> NodeRun | None:
-    """Load a node run and lock its run's row, in one round trip (the hot path does this twice per node)."""
-    return NodeRun.objects.select_related("run").select_for_update(of=("run",)).filter(id=node_run_id).first()
+    """Lock the node run's run row, then load the node run (with ``.run`` set to the locked row).
+
+    Two statements on purpose. One ``SELECT node JOIN run ... FOR UPDATE OF run``
+    returns the node row as of the statement's snapshot, taken *before* it waited
+    for the lock: PostgreSQL re-reads only the rows it locks. A duplicate claim or
+    a late result queued behind the lock holder (the sweeper re-queueing this
+    node, the first copy of a message claiming it) would then see the node as it
+    was before, and run it twice or record a stale attempt. The read after the
+    lock sees every change the previous holder committed.
+    """
+    run_id = NodeRun.objects.filter(id=node_run_id).values("run_id")[:1]
+    run = Run.objects.select_for_update().filter(id=Subquery(run_id)).first()
+    if run is None:
+        return None
+    nr = NodeRun.objects.filter(id=node_run_id).first()
+    if nr is not None:
+        nr.run = run
+    return nr
 
 
 def _set_node_status(nr: NodeRun, new: str) -> None:
