@@ -53,8 +53,7 @@ def _start_daphne(sock: socket.socket, n: int) -> list[subprocess.Popen[bytes]]:
     """``n`` daphne processes accepting on one shared listening socket (the kernel spreads connections)."""
     port = sock.getsockname()[1]
     procs = []
-    # Thread-per-request sync views under ASGI: persistent connections would pile up (one per thread).
-    env = bench_env({"DB_CONN_MAX_AGE": "0"})
+    env = bench_env()
     for i in range(n):
         log = open(ROOT / "artifacts" / "bench" / f"daphne-webhooks-{i}.log", "ab")  # noqa: SIM115 - lives with the process
         procs.append(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.db import close_old_connections
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -29,15 +32,64 @@ def _gate(size: int) -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(max(1, size))
 
 
+class _Pool:
+    """Long-lived threads for deliveries under ASGI.
+
+    Django runs every sync request of an ASGI server in a thread of its own, so
+    a persistent DB connection is never reused and a burst opens as many
+    connections as there are requests. Deliveries run here instead: a fixed
+    number of threads, each keeping its connection (CONN_MAX_AGE applies), and
+    a bounded backlog answered with 503 beyond it. Once a delivery is queued it
+    is processed, whatever the client does, so a 503 never hides a started run.
+    """
+
+    def __init__(self, size: int, backlog: int) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=max(1, size), thread_name_prefix="zyra-webhook")
+        self.backlog = backlog
+        self.pending = 0
+        self.lock = threading.Lock()
+
+    def run(self, request: HttpRequest, token: str) -> JsonResponse | None:
+        with self.lock:
+            if self.pending >= self.backlog:
+                return None
+            self.pending += 1
+        try:
+            return self.executor.submit(self._job, request, token).result()
+        finally:
+            with self.lock:
+                self.pending -= 1
+
+    @staticmethod
+    def _job(request: HttpRequest, token: str) -> JsonResponse:
+        close_old_connections()
+        try:
+            return _hook(request, token)
+        finally:
+            close_old_connections()
+
+
+@lru_cache(maxsize=1)
+def _pool(size: int, backlog: int) -> _Pool:
+    return _Pool(size, backlog)
+
+
+def _busy() -> JsonResponse:
+    return _error(503, "busy", "too many deliveries in progress; retry later", headers={"Retry-After": "5"})
+
+
 @csrf_exempt
 def hook(request: HttpRequest, token: str) -> JsonResponse:
     if request.method != "POST":
         return _error(405, "method_not_allowed", "use POST", headers={"Allow": "POST"})
-    # Under ASGI every sync request gets its own thread and DB connection; without
-    # a bound, a burst opens more connections than PostgreSQL allows (500s).
+    if isinstance(request, ASGIRequest):
+        backlog = settings.ZYRA_WEBHOOK_CONCURRENCY * 32
+        response = _pool(settings.ZYRA_WEBHOOK_CONCURRENCY, backlog).run(request, token)
+        return response if response is not None else _busy()
+    # WSGI servers reuse their threads (and so connections); only bound the concurrency.
     gate = _gate(settings.ZYRA_WEBHOOK_CONCURRENCY)
     if not gate.acquire(timeout=settings.ZYRA_WEBHOOK_QUEUE_TIMEOUT_S):
-        return _error(503, "busy", "too many deliveries in progress; retry later", headers={"Retry-After": "5"})
+        return _busy()
     try:
         return _hook(request, token)
     finally:
