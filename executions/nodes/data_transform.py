@@ -522,5 +522,7 @@ class DataTransformHandler(NodeHandler):
         config = ctx.config
         if not isinstance(config, dict):
             raise NodeError("validation", "config must be an object")
+        if "operations" not in config:
+            raise NodeError("validation", "DATA_TRANSFORM needs 'operations' (a list, possibly empty)")
         source = config.get("source", ctx.input)
-        return {"result": transform(source, config.get("operations", []))}
+        return {"result": transform(source, config["operations"])}
