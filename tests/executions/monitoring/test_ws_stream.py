@@ -159,11 +159,12 @@ def test_a_live_event_that_overtakes_others_is_preceded_by_the_missing_ones(
 
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()
-    stream = read(f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}", origin=asgi_server.http, stop_after_seq=3, timeout=10)
+    stream = read(f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}", origin=asgi_server.http, stop_after_seq=3, timeout=25)
     thread.join(10)
     assert stream.seqs == [1, 2, 3]
-    # Delivered on the live broadcast, long before the next periodic resync (30 s).
-    assert stream.received_at[0] - holder["published_at"] < 2.0
+    # Delivered on the live broadcast, long before the next periodic resync (30 s after
+    # the first one); the margin absorbs a loaded machine.
+    assert stream.received_at[0] - holder["published_at"] < 10.0
 
 
 def test_events_of_a_separate_producer_process_arrive_through_redis(asgi_server: AsgiServer, transactional_db: Any, user: Any) -> None:
@@ -194,9 +195,10 @@ def test_events_of_a_separate_producer_process_arrive_through_redis(asgi_server:
     stream = stream_box["s"]
     assert stream.seqs == list(range(1, count + 1))
     assert stream.replay_done_at is not None and all(t > stream.replay_done_at for t in stream.received_at)
-    # Each arrived promptly after its commit: through Redis, not through the 30 s resync.
+    # Each arrived promptly after its commit: through Redis, not through the resync
+    # (at 1 s, before the producer started, then every 30 s); margin for a loaded machine.
     delays = [t - _parse_ts(e["ts"]) for e, t in zip(stream.events, stream.received_at, strict=True)]
-    assert max(delays) < 1.0, delays
+    assert max(delays) < 10.0, delays
     assert json.loads(proc.stdout.decode().strip().splitlines()[-1])["pid"] != __import__("os").getpid()
 
 
