@@ -38,6 +38,11 @@ MAX_CONDITIONS = 100
 # Details copied into the output only when small, so a comparison over a big
 # document does not copy the document into the run's history.
 MAX_DETAIL_CHARS = 1_000
+# A repeated group whose own last atom repeats, e.g. (a+)+ or (\w+\s?)*: the
+# classic shape of catastrophic backtracking. Python's re has no timeout, so
+# such patterns are refused up front. A heuristic: ([a-z]+\.)+ passes (the
+# separator makes it unambiguous), and a rare harmless pattern may be refused.
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*(?:[+*?]|\{\d*,\d*\})\)(?:[+*]|\{\d*,\d*\})")
 FALSY_STRINGS = frozenset({"", "false", "0", "no", "off", "null", "none"})
 TRUE_STRINGS = frozenset({"true", "1", "yes", "on"})
 
@@ -261,6 +266,11 @@ def _regex(subject: Any, pattern: Any, where: str, case_sensitive: bool) -> bool
         raise NodeError(
             "validation",
             f"{where}: regex pattern longer than {MAX_REGEX_PATTERN} characters",
+        )
+    if _NESTED_QUANTIFIER.search(pattern):
+        raise NodeError(
+            "validation",
+            f"{where}: regex has a repeated group that itself repeats (like (a+)+), which can run for hours",
         )
     text = to_string(subject)
     if len(text) > MAX_REGEX_SUBJECT:

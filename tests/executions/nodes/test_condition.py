@@ -216,3 +216,21 @@ def test_huge_contains_is_fast() -> None:
     row = {"leftValue": list(range(100_000)), "operator": "contains", "rightValue": 99_999}
     assert run_node("CONDITION", {"conditions": [row]})["result"] is True
     assert time.monotonic() - start < 2
+
+
+@pytest.mark.parametrize("pattern", [r"^(a+)+$", r"(\w+\s?)*$", r"(a*)*b", r"(x{1,})+y"])
+def test_catastrophic_regex_shapes_are_refused_before_matching(pattern: str) -> None:
+    start = time.monotonic()
+    row = {"leftValue": "a" * 5_000 + "!", "operator": "regex", "rightValue": pattern}
+    err = node_error("CONDITION", {"conditions": [row]})
+    assert err.code == "validation" and "repeat" in err.message
+    assert time.monotonic() - start < 0.5
+
+
+@pytest.mark.parametrize(
+    ("subject", "pattern"),
+    [("shop.example.com", r"^([a-z]+\.)+com$"), ("12-34", r"(\d+)-(\d+)"), ("abab", r"^(ab)+$"), ("order-1234", r"^order-\d{4}$")],
+)
+def test_ordinary_regexes_still_work(subject: str, pattern: str) -> None:
+    row = {"leftValue": subject, "operator": "regex", "rightValue": pattern}
+    assert run_node("CONDITION", {"conditions": [row]})["result"] is True
