@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -37,7 +38,9 @@ class WorkflowVersion(models.Model):
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
     definition = models.JSONField()  # canonical (normalised) form: what the engine runs
-    submitted = models.JSONField()  # the document exactly as the builder sent it
+    submitted = models.JSONField()  # the document as the builder sent it (jsonb: key order not kept)
+    # The same document as JSON text, so it comes back with the builder's own key order.
+    submitted_text = models.TextField(blank=True, default="")
     checksum = models.CharField(max_length=64)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -48,6 +51,12 @@ class WorkflowVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow_id} v{self.number}"
+
+    @property
+    def submitted_document(self) -> Any:
+        if self.submitted_text:
+            return json.loads(self.submitted_text)
+        return self.submitted
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None and not kwargs.pop("force_rewrite", False):

@@ -55,7 +55,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
         return obj.current_version.number if obj.current_version else None
 
     def get_definition(self, obj: Workflow) -> dict[str, Any] | None:
-        return obj.current_version.submitted if obj.current_version else None
+        return obj.current_version.submitted_document if obj.current_version else None
 
     def get_normalized(self, obj: Workflow) -> dict[str, Any] | None:
         return obj.current_version.definition if obj.current_version else None
@@ -74,7 +74,7 @@ class WorkflowVersionSerializer(serializers.ModelSerializer):
 
 
 class WorkflowVersionDetailSerializer(WorkflowVersionSerializer):
-    definition = serializers.JSONField(source="submitted", read_only=True, help_text="As submitted.")
+    definition = serializers.JSONField(source="submitted_document", read_only=True, help_text="As submitted.")
     normalized = serializers.JSONField(source="definition", read_only=True, help_text="Canonical form.")
 
     class Meta(WorkflowVersionSerializer.Meta):

@@ -50,6 +50,7 @@ def _version_create(*, workflow: Workflow, number: int, submitted: Any, canonica
         number=number,
         definition=canonical,
         submitted=submitted,
+        submitted_text=json.dumps(submitted, ensure_ascii=False),
         checksum=checksum(canonical),
         created_by=user,
     )
