@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from secrets_vault import selectors, services
 from secrets_vault.models import Secret
+from secrets_vault.schemas import SecretCreate, SecretOut, SecretPatch
 from zyra.api import Pagination
 from zyra.errors import ErrorDetail, ZyraError
 
@@ -41,11 +43,13 @@ def _body(request: Request, *, required: set[str]) -> dict[str, Any]:
 
 
 class SecretListView(APIView):
+    @extend_schema(responses=SecretOut(many=True))
     def get(self, request: Request) -> Response:
         paginator = Pagination()
         page = paginator.paginate_queryset(selectors.secret_list(owner=request.user), request, view=self)
         return paginator.get_paginated_response([secret_json(s) for s in page or []])
 
+    @extend_schema(request=SecretCreate, responses={201: SecretOut})
     def post(self, request: Request) -> Response:
         data = _body(request, required={"name", "value"})
         secret = services.secret_create(
@@ -55,9 +59,11 @@ class SecretListView(APIView):
 
 
 class SecretDetailView(APIView):
+    @extend_schema(responses=SecretOut)
     def get(self, request: Request, ref: str) -> Response:
         return Response(secret_json(selectors.secret_get(owner=request.user, ref=ref)))
 
+    @extend_schema(request=SecretCreate, responses=SecretOut)
     def put(self, request: Request, ref: str) -> Response:
         secret = selectors.secret_get(owner=request.user, ref=ref)
         data = _body(request, required={"value"})
@@ -66,6 +72,7 @@ class SecretDetailView(APIView):
         )
         return Response(secret_json(secret))
 
+    @extend_schema(request=SecretPatch, responses=SecretOut)
     def patch(self, request: Request, ref: str) -> Response:
         secret = selectors.secret_get(owner=request.user, ref=ref)
         data = _body(request, required=set())
@@ -75,6 +82,7 @@ class SecretDetailView(APIView):
         secret = services.secret_update(secret=secret, name=data.get("name"), value=data.get("value"), description=data.get("description"))
         return Response(secret_json(secret))
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, ref: str) -> Response:
         services.secret_delete(secret=selectors.secret_get(owner=request.user, ref=ref))
         return Response(status=204)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from triggers import selectors, services
 from triggers.models import Schedule, SigningScheme, WebhookEndpoint
+from triggers.schemas import ScheduleOut, SigningSecretCreated, SigningSecretIn, WebhookOut, WebhookPatch
 from zyra.api import Pagination
 from zyra.errors import ErrorDetail, ZyraError
 
@@ -65,6 +67,7 @@ def _object(request: Request) -> dict[str, Any]:
 
 
 class WebhookListView(APIView):
+    @extend_schema(parameters=[OpenApiParameter("workflow", str, description="only this workflow's")], responses=WebhookOut(many=True))
     def get(self, request: Request) -> Response:
         paginator = Pagination()
         qs = selectors.webhook_endpoint_list(owner=request.user, workflow_id=request.query_params.get("workflow"))
@@ -73,9 +76,11 @@ class WebhookListView(APIView):
 
 
 class WebhookDetailView(APIView):
+    @extend_schema(responses=WebhookOut)
     def get(self, request: Request, endpoint_id: str) -> Response:
         return Response(endpoint_json(selectors.webhook_endpoint_get(owner=request.user, endpoint_id=endpoint_id), request))
 
+    @extend_schema(request=WebhookPatch, responses=WebhookOut)
     def patch(self, request: Request, endpoint_id: str) -> Response:
         endpoint = selectors.webhook_endpoint_get(owner=request.user, endpoint_id=endpoint_id)
         endpoint = services.webhook_endpoint_update(endpoint=endpoint, data=_object(request))
@@ -83,12 +88,14 @@ class WebhookDetailView(APIView):
 
 
 class WebhookRegenerateTokenView(APIView):
+    @extend_schema(request=None, responses=WebhookOut)
     def post(self, request: Request, endpoint_id: str) -> Response:
         endpoint = selectors.webhook_endpoint_get(owner=request.user, endpoint_id=endpoint_id)
         return Response(endpoint_json(services.webhook_endpoint_regenerate_token(endpoint=endpoint), request))
 
 
 class WebhookSigningSecretsView(APIView):
+    @extend_schema(request=SigningSecretIn, responses={201: SigningSecretCreated})
     def post(self, request: Request, endpoint_id: str) -> Response:
         """``{}`` generates a secret (returned once, in ``secret``); ``{"secret": "..."}`` stores the given one."""
         endpoint = selectors.webhook_endpoint_get(owner=request.user, endpoint_id=endpoint_id)
@@ -107,6 +114,7 @@ class WebhookSigningSecretsView(APIView):
 
 
 class WebhookSigningSecretDetailView(APIView):
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, endpoint_id: str, secret_id: int) -> Response:
         endpoint = selectors.webhook_endpoint_get(owner=request.user, endpoint_id=endpoint_id)
         services.webhook_signing_secret_remove(endpoint=endpoint, secret_id=secret_id)
@@ -114,6 +122,7 @@ class WebhookSigningSecretDetailView(APIView):
 
 
 class ScheduleListView(APIView):
+    @extend_schema(parameters=[OpenApiParameter("workflow", str, description="only this workflow's")], responses=ScheduleOut(many=True))
     def get(self, request: Request) -> Response:
         paginator = Pagination()
         qs = selectors.schedule_list(owner=request.user, workflow_id=request.query_params.get("workflow"))
