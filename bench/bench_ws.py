@@ -121,7 +121,7 @@ def _start_server(port: int, server: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded machine starts Django slowly
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"{server} exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
