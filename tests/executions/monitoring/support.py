@@ -74,7 +74,7 @@ def start_server(db_name: str, name: str, env_extra: dict[str, str] | None = Non
         start_new_session=True,
     )
     server = AsgiServer(proc, port, log_path)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # Django starts slowly on a loaded machine
     while True:
         if proc.poll() is not None:
             raise AssertionError(f"ASGI server exited: {server.log_tail()}")
