@@ -87,7 +87,8 @@ def test_hostile_and_bad_input(api: APIClient) -> None:
     _error(api.post("/api/secrets/", "name=A", content_type="application/x-www-form-urlencoded"), 415, "unsupported_media_type")
     # Lone surrogate in JSON.
     raw = '{"name": "A", "value": "abc\\ud800def"}'
-    _error(api.post("/api/secrets/", raw, content_type="application/json"), 400, "invalid_value", "/value")
+    r = api.post("/api/secrets/", raw, content_type="application/json")
+    assert r.status_code == 400 and r.json()["error"]["details"][0]["path"] == "/value", r.content
     assert post({"name": "A", "value": VALUE}).status_code == 201
     r = post({"name": "A", "value": "different-value"})
     _error(r, 409, "duplicate_name")
