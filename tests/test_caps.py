@@ -109,3 +109,55 @@ def test_node_output_cap_and_event_payload_cap(process_group: ProcessGroup, user
     detail.force_authenticate(user)
     nodes = {n["node_id"]: n for n in detail.get(f"/api/runs/{run.id}/").json()["nodes"]}
     assert nodes["big"]["error"]["code"] == "output_too_large"
+
+
+# --------------------------------------------------------------------------- worker limits (docs/operations.md)
+
+
+def test_worker_limits_are_configured() -> None:
+    from django.conf import settings
+
+    from zyra.celery import app
+
+    assert app.conf.worker_max_tasks_per_child == settings.CELERY_WORKER_MAX_TASKS_PER_CHILD > 0
+    assert app.conf.worker_max_memory_per_child == settings.CELERY_WORKER_MAX_MEMORY_PER_CHILD > 0
+    assert app.conf.worker_prefetch_multiplier == 1 and app.conf.task_acks_late is True
+    assert 0 < app.conf.task_soft_time_limit < app.conf.task_time_limit
+    # Long waits never sit in the broker as ETAs: the visibility timeout is above any node timeout.
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > settings.ZYRA_MAX_NODE_TIMEOUT_S
+
+
+def test_prefork_worker_recycles_children_and_enforces_time_limits(process_group: ProcessGroup, user: Any) -> None:
+    """A cpu-queue prefork worker started with the settings' environment: the pool reports the limits,
+    and a child is replaced after CELERY_WORKER_MAX_TASKS_PER_CHILD tasks."""
+    from zyra.celery import app
+
+    process_group.env_extra.update({"CELERY_WORKER_MAX_TASKS_PER_CHILD": "2", "CELERY_TASK_SOFT_TIME_LIMIT": "20",
+                                    "CELERY_TASK_TIME_LIMIT": "25"})
+    process_group.start_worker("caps-cpu", queues="cpu,io,sweep", pool="prefork", concurrency=1)
+    name = None
+    stats: dict[str, Any] = {}
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stats:
+        replies = app.control.inspect(timeout=1.0).stats() or {}
+        name, stats = next(((k, v) for k, v in replies.items() if k.startswith("caps-cpu@")), (None, {}))
+    assert stats, "the prefork worker answered inspect stats"
+    pool = stats["pool"]
+    assert pool["max-tasks-per-child"] == 2 and pool["timeouts"] == [20, 25] and stats["prefetch_count"] == 1
+    conf = app.control.inspect(destination=[name], timeout=2.0).conf()[name]
+    # The worker's own view of the settings (namespaced names, as in zyra/settings/celery.py).
+    assert conf["CELERY_WORKER_MAX_MEMORY_PER_CHILD"] == 512_000 and conf["CELERY_WORKER_MAX_TASKS_PER_CHILD"] == 2
+    first_children = list(pool["processes"])
+    # Five runs of one CPU node (at least one task each) through a single child: it must have been replaced.
+    from executions import services
+
+    wf = make_workflow(user, {"nodes": [node("c", "CALCULATOR", {"operation": "add", "a": 1, "b": 1})], "edges": []})
+    runs = [services.run_start(workflow=wf, inputs={}, user=user) for _ in range(5)]
+    for run in runs:
+        run = wait_run(run.id, timeout=90)
+        assert run.status == "succeeded"
+    later = app.control.inspect(destination=[name], timeout=2.0).stats()[name]["pool"]["processes"]
+    workers = set(NodeRun.objects.filter(run__workflow=wf).values_list("worker", flat=True))
+    assert later and later != first_children, (first_children, later, workers)
