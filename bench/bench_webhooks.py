@@ -186,7 +186,9 @@ def main() -> None:
     duplicates = len(run_ids) - len(set(run_ids))
     lost = sent - len(accepted)
     missing_runs = len(set(run_ids) - found)
-    ok = lost == 0 and duplicates == 0 and missing_runs == 0 and runs_in_db == len(accepted) == deliveries
+    correct = lost == 0 and duplicates == 0 and missing_runs == 0 and runs_in_db == len(accepted) == deliveries
+    rate_met = len(accepted) / span >= 0.95 * args.rate
+    load = os.getloadavg()
 
     table(
         f"Webhook intake: {args.rate:g}/s for {args.seconds:g} s, {args.web} daphne process(es) on loopback",
@@ -198,6 +200,8 @@ def main() -> None:
             ("latency p50 / p95 / p99 / max ms", f"{pct(0.5)} / {pct(0.95)} / {pct(0.99)} / {round(lat[-1], 2) if lat else 0}"),
             ("runs in db / deliveries", f"{runs_in_db} / {deliveries}"),
             ("duplicate or missing runs", f"{duplicates} / {missing_runs}"),
+            ("target rate met (>= 95%)", "yes" if rate_met else "NO"),
+            ("load average 1/5/15 min", " / ".join(f"{x:.1f}" for x in load)),
         ],
         ("metric", "value"),
     )
@@ -205,9 +209,10 @@ def main() -> None:
         "bench": "webhooks", "rate": args.rate, "web_processes": args.web, "seconds": args.seconds, "sent": sent, "accepted": len(accepted),
         "accepted_per_s": round(len(accepted) / span, 1), "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
         "max_ms": round(lat[-1], 2) if lat else 0, "runs": runs_in_db, "deliveries": deliveries, "duplicates": duplicates,
-        "lost": lost, "missing_runs": missing_runs, "other_statuses": others, "ok": ok,
+        "lost": lost, "missing_runs": missing_runs, "other_statuses": others, "correct": correct, "rate_met": rate_met,
+        "loadavg_1m": round(load[0], 2), "ok": correct and rate_met,
     }))
-    if not ok:
+    if not (correct and rate_met):
         raise SystemExit(1)
 
 
