@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from secrets_vault import crypto
@@ -22,6 +24,7 @@ log = logging.getLogger("secrets_vault.services")
 # Identifiers only, so `{{ secrets.NAME }}` works and a name can never be read as an id.
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 MAX_DESCRIPTION = 1000
+LAST_USED_RESOLUTION_S = 60
 
 
 def _invalid(path: str, code: str, message: str) -> ZyraError:
@@ -142,7 +145,12 @@ def secret_resolve(*, owner_id: int, name: str, touch: bool = True) -> str:
         raise KeyError(name)
     value = _open(secret)
     if touch:
-        Secret.objects.filter(pk=secret.pk).update(last_used_at=timezone.now())
+        # At most one write a minute per secret: parallel nodes resolving the same
+        # secret would otherwise queue on its row lock.
+        now = timezone.now()
+        Secret.objects.filter(pk=secret.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - timedelta(seconds=LAST_USED_RESOLUTION_S))
+        ).update(last_used_at=now)
     return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -42,6 +43,15 @@ def test_resolve_updates_last_used_and_missing_is_keyerror(user: Any) -> None:
     services.secret_resolve(owner_id=user.pk, name="A_KEY")
     s.refresh_from_db()
     assert s.last_used_at is not None
+    first = s.last_used_at
+    # Within a minute: no second write.
+    services.secret_resolve(owner_id=user.pk, name="A_KEY")
+    s.refresh_from_db()
+    assert s.last_used_at == first
+    Secret.objects.filter(pk=s.pk).update(last_used_at=first - timedelta(minutes=5))
+    services.secret_resolve(owner_id=user.pk, name="A_KEY")
+    s.refresh_from_db()
+    assert s.last_used_at > first
     with pytest.raises(KeyError):
         services.secret_resolve(owner_id=user.pk, name="NOPE")
 
