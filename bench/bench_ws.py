@@ -189,6 +189,17 @@ def _start_worker() -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), to compare servers on a shared machine."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -237,12 +248,14 @@ async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: st
     tasks = [asyncio.ensure_future(_client(url, origin, args, ready, counter)) for _ in range(args.clients)]
     await asyncio.wait_for(ready.wait(), timeout=120)
     connected_at = time.time()
+    cpu_before = _cpu_s(args.server_pid)
     producer = None
     if not args.engine:
         producer = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--produce", run_id, str(args.events), str(args.interval), cwd=str(ROOT)
         )
     results = await asyncio.gather(*tasks)
+    cpu_after = _cpu_s(args.server_pid)
     if producer is not None:
         await producer.wait()
     expected = args.events
@@ -277,6 +290,13 @@ async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: st
         "max_ms": round(all_delays[-1] * 1000, 2) if all_delays else None,
         "mean_ms": round(statistics.fmean(all_delays) * 1000, 2) if all_delays else None,
         "connect_s": round(connected_at - args.started, 2),
+        "server_cpu_s": round(cpu_after - cpu_before, 2) if cpu_after is not None and cpu_before is not None else None,
+        "server_cpu_us_per_delivery": (
+            round((cpu_after - cpu_before) / len(all_delays) * 1e6, 1)
+            if cpu_after is not None and cpu_before is not None and all_delays
+            else None
+        ),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -303,12 +323,14 @@ def main() -> None:
 
     call_command("migrate", verbosity=0, interactive=False)
     procs: list[subprocess.Popen[bytes]] = []
+    args.server_pid = None
     try:
         if args.url:
             http = args.url.rstrip("/")
         else:
             port = _free_port()
             procs.append(_start_server(port, args.server))
+            args.server_pid = procs[-1].pid
             http = f"http://127.0.0.1:{port}"
         if args.engine:
             procs.append(_start_worker())
