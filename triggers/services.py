@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -467,6 +467,13 @@ def _fire_one(schedule: Schedule, now: datetime) -> list[Any]:
     return runs
 
 
+def _spend_tick(schedule: Schedule, now: datetime, error: str) -> None:
+    nxt = next_fire_time(schedule.config(), now)
+    if nxt is not None and schedule.end_at is not None and nxt > schedule.end_at:
+        nxt = None
+    Schedule.objects.filter(pk=schedule.pk).update(next_run_at=nxt, last_run_at=now, last_error=error, updated_at=now)
+
+
 def schedules_fire_due(*, now: datetime | None = None, limit: int = 100) -> list[Any]:
     """Start the runs of every due schedule; returns the runs started.
 
@@ -485,6 +492,15 @@ def schedules_fire_due(*, now: datetime | None = None, limit: int = 100) -> list
                 .order_by("next_run_at")[:limit]
             )
             for schedule in rows:
-                started += _fire_one(schedule, now)
+                try:
+                    with transaction.atomic():
+                        started += _fire_one(schedule, now)
+                except DatabaseError:
+                    raise  # the connection or transaction is gone: the next tick retries the batch
+                except Exception as exc:
+                    # A schedule whose start crashes must not block every schedule behind it
+                    # (rows are taken in next_run_at order): record it and spend the tick.
+                    log.exception("triggers.schedule_fire_crashed schedule_id=%s", schedule.pk)
+                    _spend_tick(schedule, now, f"{type(exc).__name__}: {exc}"[:1000])
         if len(rows) < limit:
             return started

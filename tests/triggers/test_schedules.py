@@ -155,3 +155,27 @@ def test_beat_fires_schedule_through_a_real_worker(user: Any, worker: Any, proce
     # One run per tick at most: a 1 s interval over the elapsed time.
     elapsed = time.monotonic() - started
     assert Run.objects.filter(workflow=wf).count() <= elapsed + 2
+
+
+@pytest.mark.django_db
+def test_a_crashing_schedule_does_not_block_the_others(user: Any, monkeypatch: Any) -> None:
+    from executions import services as engine
+
+    bad = scheduled(user, interval_s=60)
+    good = scheduled(user, interval_s=60)
+    services.schedule_sync(bad)
+    services.schedule_sync(good)
+    Schedule.objects.filter(workflow=bad).update(next_run_at=timezone.now() - timedelta(seconds=10))
+    Schedule.objects.filter(workflow=good).update(next_run_at=timezone.now() - timedelta(seconds=5))
+    real = engine.run_start
+
+    def flaky(**kwargs: Any) -> Any:
+        if kwargs["workflow"].pk == bad.pk:
+            raise RuntimeError("handler bug")
+        return real(**kwargs)
+
+    monkeypatch.setattr(engine, "run_start", flaky)
+    runs = services.schedules_fire_due(limit=1)
+    assert [r.workflow_id for r in runs] == [good.pk]
+    s = Schedule.objects.get(workflow=bad)
+    assert "RuntimeError: handler bug" in s.last_error and s.next_run_at > timezone.now()
