@@ -277,3 +277,22 @@ def test_workflow_stream_keeps_overtaken_events_and_drops_repeats(asgi_server: A
     )
     thread.join(10)
     assert stream.seqs == [2, 1, 3]
+
+
+def test_secret_values_never_reach_a_subscriber(asgi_server: AsgiServer, transactional_db: Any, user: Any, api: Any) -> None:
+    from zyra.redaction import global_redactor
+
+    secret = "sk-live-" + "7f3a9c" * 4
+    global_redactor().register("PAYMENT_KEY", secret)
+    run = make_run(user)
+    event_record(
+        run_id=run.id,
+        type="node.failed",
+        node_id="charge",
+        data={"status": "failed", "error": {"code": "auth", "message": f"bad key {secret}"}},
+    )
+    stream = read(f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}", origin=asgi_server.http, stop_after_seq=1, timeout=10)
+    assert stream.seqs == [1]
+    assert secret not in json.dumps(stream.events)
+    assert stream.events[0]["data"]["error"]["message"] == "bad key [redacted:PAYMENT_KEY]"
+    assert secret not in json.dumps(api_events(api, run.id))
