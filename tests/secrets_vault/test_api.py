@@ -118,3 +118,16 @@ def test_admin_shows_metadata_only(client: Any, staff_user: Any, user: Any) -> N
         page = r.content.decode()
         assert "ADMIN_SEEN" in page and VALUE not in page and "ciphertext" not in page.lower()
     assert client.get("/admin/secrets_vault/secret/add/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_admin_description_edit_keeps_the_value(client: Any, staff_user: Any, user: Any) -> None:
+    s = services.secret_create(owner=user, name="ADMIN_EDIT", value=VALUE)
+    before = (bytes(s.ciphertext), bytes(s.wrapped_key), s.key_id)
+    client.force_login(staff_user)
+    r = client.post(f"/admin/secrets_vault/secret/{s.pk}/change/", {"description": "edited in admin"})
+    assert r.status_code == 302, r.content[:500]
+    s.refresh_from_db()
+    assert s.description == "edited in admin"
+    assert (bytes(s.ciphertext), bytes(s.wrapped_key), s.key_id) == before
+    assert services.secret_resolve(owner_id=user.pk, name="ADMIN_EDIT") == VALUE
