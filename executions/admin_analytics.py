@@ -45,8 +45,7 @@ def svg_stacked_bars(buckets: Sequence[dict[str, Any]], keys: Sequence[str], *, 
              f'<text x="{left - 4}" y="{top + plot_h}" font-size="10" text-anchor="end">0</text>']
     for i, b in enumerate(buckets):
         x = left + i * step + step * 0.1
-        y = top + plot_h
-        tip = [escape(str(b.get("bucket", "")))]
+        y = float(top + plot_h)
         for key in keys:
             value = int(b.get(key, 0))
             if value:
@@ -54,7 +53,6 @@ def svg_stacked_bars(buckets: Sequence[dict[str, Any]], keys: Sequence[str], *, 
                 y -= h
                 parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{step * 0.8:.1f}" height="{h:.1f}" fill="{COLOURS.get(key, "#1565c0")}">'
                              f'<title>{escape(str(b.get("bucket", "")))} {escape(key)}: {value}</title></rect>')
-            tip.append(f"{key}={value}")
         if i % label_every == 0:
             label = str(b.get("bucket", ""))[5:16].replace("T00:00", "").replace("T", " ")
             parts.append(f'<text x="{x + step * 0.4:.1f}" y="{height - 12}" font-size="9" text-anchor="middle">{escape(label)}</text>')
@@ -108,7 +106,7 @@ def _percent(v: float | None) -> str:
 
 
 def analytics_dashboard(request: HttpRequest) -> HttpResponse:
-    params = {k: v for k, v in request.GET.items() if k in {"from", "to", "bucket"} and v}
+    params: dict[str, str] = {k: str(v) for k, v in request.GET.items() if k in {"from", "to", "bucket"} and v}
     errors: list[str] = []
     try:
         scope = analytics.scope_from_query(params=params, user=request.user, allow=("from", "to", "bucket"))

@@ -150,7 +150,7 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
 
 
 def hist_bucket(ms: float) -> int:
-    return int(math.floor(math.log(max(ms, 0.0) + 1.0) / math.log(HIST_BASE)))
+    return math.floor(math.log(max(ms, 0.0) + 1.0) / math.log(HIST_BASE))
 
 
 def hist_value(bucket: int) -> float:
@@ -332,8 +332,8 @@ def _run_row(row: tuple[Any, ...]) -> tuple[Counter[str], tuple[Any, Any, Any], 
     counts: Counter[str] = Counter({"runs": row[0]})
     for i, s in enumerate(RUN_COUNTS):
         counts[s] = row[1 + i]
-    pct = tuple(row[6]) if row[6] else (None, None, None)
-    return counts, pct, int(row[7]), float(row[8] or 0)  # type: ignore[return-value]
+    pct: tuple[Any, Any, Any] = (row[6][0], row[6][1], row[6][2]) if row[6] else (None, None, None)
+    return counts, pct, int(row[7]), float(row[8] or 0)
 
 
 def _sql_run_hist(scope: Scope, group: str | None = None) -> dict[Any, dict[str, int]]:
@@ -677,19 +677,19 @@ def analytics_workflows(*, scope: Scope, engine: str | None = None) -> dict[str,
     lines = []
     for wf in set(per_counts) | set(archived_by_wf):
         counts = per_counts[wf]
-        d = per_duration.get(wf, {"exact": [], "hist": {}, "count": 0, "sum": 0.0})
+        dur = per_duration.get(wf, {"exact": [], "hist": {}, "count": 0, "sum": 0.0})
         if archived_by_wf.get(wf):
             rows_ = archived_by_wf[wf]
             counts.update(_archived_counts(rows_))
-            hist = dict(d["hist"])
+            hist = dict(dur["hist"])
             for r in rows_:
                 hist_add(hist, r.duration_hist)
-            duration = _duration_block(hist=hist, count=d["count"] + sum(r.duration_count for r in rows_),
-                                       total_ms=d["sum"] + sum(r.duration_sum_ms for r in rows_))
-        elif "exact" in d:
-            duration = _duration_block(exact=d["exact"])
+            duration = _duration_block(hist=hist, count=dur["count"] + sum(r.duration_count for r in rows_),
+                                       total_ms=dur["sum"] + sum(r.duration_sum_ms for r in rows_))
+        elif "exact" in dur:
+            duration = _duration_block(exact=dur["exact"])
         else:
-            duration = _duration_block(pct=d["pct"], count=d["count"], total_ms=d["sum"])
+            duration = _duration_block(pct=dur["pct"], count=dur["count"], total_ms=dur["sum"])
         lines.append({"workflow_id": str(wf), **_counts_block(counts), "duration_ms": duration})
     names = _names(wf for wf in set(per_counts) | set(archived_by_wf))
     for line in lines:

@@ -24,7 +24,7 @@ _ERRORS = {400: OpenApiResponse(description="invalid query: details point at /qu
 
 
 def _visible_workflow(request: Request, workflow_id: Any) -> Workflow:
-    qs = Workflow.objects.all() if request.user.is_staff else Workflow.objects.filter(owner=request.user)
+    qs = Workflow.objects.all() if request.user.is_staff else Workflow.objects.filter(owner_id=request.user.pk)
     wf = qs.filter(id=workflow_id).first()
     if wf is None:
         raise NotFound("Workflow not found.")
