@@ -111,14 +111,17 @@ def broker(url: str) -> Iterator[None]:
         app._pool = None
         app.amqp._producer_pool = None
 
-    old = app.conf.broker_url
+    keys = ("broker_url", "broker_write_url", "broker_read_url")  # Celery resolves the read/write URLs at start
+    old = {k: app.conf[k] for k in keys}
     reset()
-    app.conf.broker_url = url
+    for k in keys:
+        app.conf[k] = url
     try:
         yield
     finally:
         reset()
-        app.conf.broker_url = old
+        for k in keys:
+            app.conf[k] = old[k]
 
 
 # --------------------------------------------------------------------------- PostgreSQL
