@@ -36,9 +36,13 @@ transaction with a row lock and a lock timeout.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
+import queue
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -318,6 +322,27 @@ class Breaker:
             _transition(permit.key, transition, run_id=run_id, node_id=node_id, data={"error": error[:300]} if error else {})
         return transition
 
+    def record_later(
+        self, permit: Permit, outcome: Outcome, *, duration_s: float = 0.0, error: str = "",
+        run_id: str | None = None, node_id: str = "",
+    ) -> None:
+        """``record`` off the call's critical path when that is safe (see ``_WriteBehind``).
+
+        Probe outcomes, and anything inside a caller's transaction (whose
+        commit decides whether the write happens at all), stay synchronous.
+        """
+        if (
+            permit.probe_token is not None
+            or outcome == "ignored"
+            or not settings.ZYRA_BREAKER_WRITE_BEHIND
+            or connection.vendor != "postgresql"
+            or connection.in_atomic_block
+        ):
+            self.record(permit, outcome, duration_s=duration_s, error=error, run_id=run_id, node_id=node_id)
+            return
+        slow = self.config.slow_call_s > 0 and duration_s >= self.config.slow_call_s
+        _writer.submit(_Pending(self, permit.key, outcome == "failure", slow, error, timezone.now(), run_id, node_id))
+
     def _record_probe(self, permit: Permit, outcome: Outcome, *, error: str, now: datetime) -> str | None:
         mine = CircuitBreaker.objects.filter(key=permit.key, state=CircuitState.HALF_OPEN, probe_token=permit.probe_token)
         with transaction.atomic():
@@ -347,19 +372,20 @@ class Breaker:
     def _record_call_pg(self, key: str, failed: bool, slow: bool, *, error: str, now: datetime, bucket: int,
                         horizon: int) -> str | None:
         """PostgreSQL: one round trip per call; returns "missing" when the row does not exist yet."""
+        return self._record_counts_pg(key, 1, int(failed), int(slow), error=error, now=now, bucket=bucket, horizon=horizon)
+
+    def _record_counts_pg(self, key: str, calls: int, failed: int, slow: int, *, error: str, now: datetime,
+                          bucket: int, horizon: int) -> str | None:
         sql = _RECORD_SQL.format(cb=_CB, w='"window"', elem=_ELEM.format(w='"window"'))
-        params = {"horizon": horizon, "bucket": bucket, "failed": int(failed), "slow": int(slow), "now": now,
+        params = {"horizon": horizon, "bucket": bucket, "calls": calls, "failed": failed, "slow": slow, "now": now,
                   "error": error[:2000], "key": key}
         rows = _pg_run(sql, params, write=True)  # type: ignore[arg-type]
         if not rows:
             return "missing"
-        state, window, opens = rows[0]
-        if isinstance(window, str):
-            window = json.loads(window)
+        state, opens, w_calls, failures, slows = rows[0]
         if state != CircuitState.CLOSED:
             return None  # admitted before the breaker opened: counted, decides nothing
-        trip, calls, failures, slows = _trips(self.config, window or [])
-        if not trip:
+        if not _trips(self.config, int(w_calls), int(failures), int(slows)):
             return None
         opens = int(opens) + 1
         until = now + timedelta(seconds=_wait_s(self.config, opens))
@@ -374,7 +400,7 @@ class Breaker:
             return None
         log.warning(
             "executions.circuit_opened",
-            extra={"service": key, "calls": calls, "failures": failures, "slow": slows, "open_until": until.isoformat()},
+            extra={"service": key, "calls": w_calls, "failures": failures, "slow": slows, "open_until": until.isoformat()},
         )
         return "opened"
 
@@ -412,11 +438,7 @@ class Breaker:
             calls = sum(b[1] for b in buckets)
             failures = sum(b[2] for b in buckets)
             slows = sum(b[3] for b in buckets)
-            trip = calls >= cfg.minimum_calls and (
-                failures / calls >= cfg.failure_rate_threshold
-                or (cfg.slow_call_s > 0 and slows / calls >= cfg.slow_call_rate_threshold)
-            )
-            if not trip:
+            if not _trips(cfg, calls, failures, slows):
                 rows.update(window=buckets, **changes)
                 return None
             opens = int(opens) + 1
@@ -432,16 +454,12 @@ class Breaker:
         return "opened"
 
 
-def _trips(cfg: BreakerConfig, window: list[Any]) -> tuple[bool, int, int, int]:
-    buckets = [b for b in window if isinstance(b, list) and len(b) == 4]
-    calls = sum(int(b[1]) for b in buckets)
-    failures = sum(int(b[2]) for b in buckets)
-    slows = sum(int(b[3]) for b in buckets)
-    trip = calls >= cfg.minimum_calls and (
+def _trips(cfg: BreakerConfig, calls: int, failures: int, slows: int) -> bool:
+    """Resilience4j's rule: enough calls in the window, and too many of them failed (or were slow)."""
+    return calls >= cfg.minimum_calls and (
         failures / calls >= cfg.failure_rate_threshold
         or (cfg.slow_call_s > 0 and slows / calls >= cfg.slow_call_rate_threshold)
     )
-    return trip, calls, failures, slows
 
 
 # The every-call write on PostgreSQL as ONE statement: roll the window in SQL
@@ -457,17 +475,20 @@ UPDATE {cb} AS b SET
                 WHERE (e->>0)::bigint > %(horizon)s AND (e->>0)::bigint <> %(bucket)s), '[]'::jsonb)
       || jsonb_build_array(jsonb_build_array(
            %(bucket)s,
-           1 + COALESCE((SELECT SUM((e->>1)::int) FROM {elem} WHERE (e->>0)::bigint = %(bucket)s), 0),
+           %(calls)s + COALESCE((SELECT SUM((e->>1)::int) FROM {elem} WHERE (e->>0)::bigint = %(bucket)s), 0),
            %(failed)s + COALESCE((SELECT SUM((e->>2)::int) FROM {elem} WHERE (e->>0)::bigint = %(bucket)s), 0),
            %(slow)s + COALESCE((SELECT SUM((e->>3)::int) FROM {elem} WHERE (e->>0)::bigint = %(bucket)s), 0)))
     ELSE b.{w} END,
-  total_calls = b.total_calls + 1,
+  total_calls = b.total_calls + %(calls)s,
   total_failures = b.total_failures + %(failed)s,
-  last_failure_at = CASE WHEN %(failed)s = 1 THEN %(now)s ELSE b.last_failure_at END,
-  last_failure = CASE WHEN %(failed)s = 1 THEN %(error)s ELSE b.last_failure END,
+  last_failure_at = CASE WHEN %(failed)s > 0 THEN %(now)s ELSE b.last_failure_at END,
+  last_failure = CASE WHEN %(failed)s > 0 THEN %(error)s ELSE b.last_failure END,
   updated_at = %(now)s
 WHERE b.key = %(key)s
-RETURNING b.state, b.{w}, b.consecutive_opens
+RETURNING b.state, b.consecutive_opens,
+  (SELECT COALESCE(SUM((e->>1)::int), 0) FROM {elem}),
+  (SELECT COALESCE(SUM((e->>2)::int), 0) FROM {elem}),
+  (SELECT COALESCE(SUM((e->>3)::int), 0) FROM {elem})
 """
 
 
@@ -480,6 +501,142 @@ def _locked_row(key: str) -> tuple[Any, ...] | None:
             row = (row[0], json.loads(row[1]), row[2])
         return tuple(row) if row is not None else None
     return CircuitBreaker.objects.filter(key=key).select_for_update().values_list("state", "window", "consecutive_opens").first()
+
+
+@dataclass(frozen=True)
+class _Pending:
+    breaker: Breaker
+    key: str
+    failed: bool
+    slow: bool
+    error: str
+    now: datetime
+    run_id: str | None
+    node_id: str
+
+
+IDLE_CLOSE_S = 60.0
+
+
+class _CloseConnection(threading.Event):
+    """Queue marker: close the writer's DB connection once everything before it is written."""
+
+
+class _WriteBehind:
+    """One writer thread per process for the outcomes of calls admitted while CLOSED.
+
+    Why: that write is the one per-call cost that cannot be avoided, and on a
+    busy machine every blocking round trip on the call's path costs far more
+    than the statement itself. The writer takes what has queued up, folds it
+    per (service, bucket) into ONE ``UPDATE`` each, and detects the opening
+    there. Consequences, accepted: a breaker opens a few milliseconds after
+    the failure that trips it instead of within the failing call, and a
+    process killed with SIGKILL loses the outcomes still queued (statistics,
+    not state). Admission decisions - the probe lease and its outcome - never
+    go through here. ``breaker_flush()`` waits for the queue to drain (tests,
+    shutdown; also registered with ``atexit``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Pending | threading.Event] | None = None
+        self._pid: int | None = None
+
+    def _ensure(self) -> queue.SimpleQueue[_Pending | threading.Event]:
+        if self._queue is None or self._pid != os.getpid():
+            with self._lock:
+                if self._queue is None or self._pid != os.getpid():
+                    q: queue.SimpleQueue[_Pending | threading.Event] = queue.SimpleQueue()
+                    threading.Thread(target=self._run, args=(q,), name="zyra-breaker-writer", daemon=True).start()
+                    if self._pid is None:
+                        atexit.register(self.flush)
+                    self._queue, self._pid = q, os.getpid()
+        return self._queue
+
+    def submit(self, item: _Pending) -> None:
+        self._ensure().put(item)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        if self._queue is None or self._pid != os.getpid():
+            return True
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def close_connection(self, timeout: float = 5.0) -> bool:
+        """Drain the queue, then have the writer close its DB connection (test teardown, shutdown)."""
+        if self._queue is None or self._pid != os.getpid():
+            return True
+        done = _CloseConnection()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def _run(self, q: queue.SimpleQueue[_Pending | threading.Event]) -> None:
+        from django.db import connection as thread_connection
+
+        while True:
+            try:
+                first = q.get(timeout=IDLE_CLOSE_S)
+            except queue.Empty:
+                thread_connection.close()  # idle: give the connection back; reopened on the next batch
+                continue
+            batch = [first]
+            while len(batch) < 1000:
+                try:
+                    batch.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            pending = [b for b in batch if isinstance(b, _Pending)]
+            if pending:
+                self._write(pending)
+            for b in batch:
+                if isinstance(b, _CloseConnection):
+                    thread_connection.close()
+                if isinstance(b, threading.Event):
+                    b.set()
+
+    def _write(self, pending: list[_Pending]) -> None:
+        from django.db import close_old_connections
+
+        close_old_connections()  # this thread's connection: drop it if broken or past its age
+        groups: dict[tuple[str, int, BreakerConfig], list[_Pending]] = {}
+        for item in pending:
+            epoch = int(item.now.timestamp())
+            bucket = epoch - epoch % item.breaker.config.bucket_s
+            groups.setdefault((item.key, bucket, item.breaker.config), []).append(item)
+        for (key, bucket, config), items in groups.items():
+            failures = [i for i in items if i.failed]
+            last = failures[-1] if failures else items[-1]
+            now = max(i.now for i in items)
+            args = dict(error=last.error if failures else "", now=now, bucket=bucket, horizon=bucket - config.window_s)
+            try:
+                b = items[0].breaker
+                transition = b._record_counts_pg(key, len(items), len(failures), sum(i.slow for i in items), **args)  # type: ignore[arg-type]
+                if transition == "missing":
+                    CircuitBreaker.objects.bulk_create([CircuitBreaker(key=key, updated_at=now)], ignore_conflicts=True)
+                    transition = b._record_counts_pg(key, len(items), len(failures), sum(i.slow for i in items), **args)  # type: ignore[arg-type]
+            except (OperationalError, InterfaceError) as exc:
+                _storage_failed("record", key, exc)
+                continue
+            except Exception:  # noqa: BLE001 - the writer must outlive any single bad batch
+                log.exception("executions.breaker_writer_failed", extra={"service": key})
+                continue
+            if transition in ("opened",):
+                _transition(key, transition, run_id=last.run_id, node_id=last.node_id,
+                            data={"error": last.error[:300]} if last.error else {})
+
+
+_writer = _WriteBehind()
+
+
+def breaker_flush(timeout: float = 5.0) -> bool:
+    """Wait until this process' queued breaker outcomes are stored. Returns False on timeout."""
+    return _writer.flush(timeout)
+
+
+def breaker_writer_close(timeout: float = 5.0) -> bool:
+    """Flush, then close the write-behind thread's DB connection (it reopens on demand)."""
+    return _writer.close_connection(timeout)
 
 
 TRANSITION_EVENTS = {

@@ -152,7 +152,8 @@ class Admission:
         if self.settled or self.breaker is None or self.permit is None:
             return
         self.settled = True
-        self.breaker.record(self.permit, outcome, duration_s=duration_s, error=error, run_id=self.run_id, node_id=self.node_id)
+        self.breaker.record_later(self.permit, outcome, duration_s=duration_s, error=error, run_id=self.run_id,
+                                  node_id=self.node_id)
 
 
 def admit(ctx: NodeContext | None, key: str, call_timeout_s: float) -> Admission:

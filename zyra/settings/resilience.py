@@ -38,6 +38,9 @@ ZYRA_BREAKER_HALF_OPEN_RECHECK_S = env_float("ZYRA_BREAKER_HALF_OPEN_RECHECK_S",
 # breaker also opens when slow / calls >= SLOW_CALL_RATE.
 ZYRA_BREAKER_SLOW_CALL_S = env_float("ZYRA_BREAKER_SLOW_CALL_S", 0.0)
 ZYRA_BREAKER_SLOW_CALL_RATE = env_float("ZYRA_BREAKER_SLOW_CALL_RATE", 1.0)
+# Store the outcomes of calls made while CLOSED from a per-process writer thread,
+# batched, off the call's critical path (see executions.resilience.breaker._WriteBehind).
+ZYRA_BREAKER_WRITE_BEHIND = env_bool("ZYRA_BREAKER_WRITE_BEHIND", True)
 # Breaker storage statements give up after this (ms) instead of hanging a worker.
 ZYRA_BREAKER_DB_TIMEOUT_MS = env_int("ZYRA_BREAKER_DB_TIMEOUT_MS", 2000)
 

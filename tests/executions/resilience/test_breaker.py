@@ -24,6 +24,7 @@ from executions.resilience.breaker import (
     BreakerConfig,
     CircuitOpen,
     Permit,
+    breaker_flush,
     breaker_reset,
     service_state_load,
 )
@@ -321,6 +322,7 @@ def test_breaker_storage_failure_fails_open_and_logs(transactional_db: Any, serv
     """A real storage failure: another session holds an exclusive lock on the breaker table,
     so every breaker statement hits its lock timeout. The call still goes through."""
     outbound.request(None, "GET", server.url("/warm"), service="svc-db")  # the row exists
+    assert breaker_flush(10)
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
@@ -331,6 +333,7 @@ def test_breaker_storage_failure_fails_open_and_logs(transactional_db: Any, serv
             start = time.monotonic()
             response = outbound.request(None, "GET", server.url("/through"), service="svc-db")
             elapsed = time.monotonic() - start
+            assert breaker_flush(10)  # the outcome write (write-behind) also meets the lock, and gives up
         blocker.rollback()
     assert response.status == 200 and server.count("/through") == 1
     assert elapsed < 3
@@ -338,3 +341,22 @@ def test_breaker_storage_failure_fails_open_and_logs(transactional_db: Any, serv
     assert {getattr(r, "op", None) for r in failures} >= {"load", "record"}
     assert all(getattr(r, "policy", None) == "fail_open" for r in failures)
     assert row("svc-db").total_calls == 1  # the call during the outage was not recorded, and nothing broke
+
+
+def test_write_behind_stores_every_outcome_and_opens_off_the_call_path(transactional_db: Any, server: LocalServer) -> None:
+    key = outbound.service_key(server.base)
+    ServicePolicy.objects.create(key=key, minimum_calls=5, failure_rate_threshold=0.5, open_wait_s=30)
+    server.responses("/ok", [(200, {"ok": True})])
+    server.responses("/down", [(503, {"error": "down"})])
+    for _ in range(10):
+        assert outbound.request(None, "GET", server.url("/ok")).status == 200
+    assert breaker_flush(10)
+    r = row(key)
+    assert r.total_calls == 10 and r.total_failures == 0 and r.state == CircuitState.CLOSED
+    for _ in range(10):
+        assert outbound.request(None, "GET", server.url("/down")).status == 503
+    assert breaker_flush(10)
+    r = row(key)
+    assert r.state == CircuitState.OPEN and r.total_calls == 20 and r.total_failures == 10
+    with pytest.raises(Defer):
+        outbound.request(None, "GET", server.url("/ok"))

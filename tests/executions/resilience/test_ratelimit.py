@@ -105,7 +105,7 @@ def test_a_limited_call_is_deferred_by_the_exact_wait_and_not_sent(server: Local
     from django.utils import timezone
 
     wait = (info.value.until - timezone.now()).total_seconds()
-    assert 0.3 < wait <= 0.5
+    assert 0 < wait <= 0.5  # the rest of the 0.5 s interval (less whatever the first call took)
     assert server.count("/a") == 1
     with override_settings(ZYRA_FEATURES={"circuit_breaker": True, "rate_limit": False}):
         assert outbound.request(None, "GET", server.url("/a")).status == 200  # the flag switches it off
