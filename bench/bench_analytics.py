@@ -73,8 +73,8 @@ def generate(runs: int) -> float:
                    CASE WHEN k = 9 AND r.status IN ('failed', 'partially_succeeded', 'timed_out')
                         THEN jsonb_build_object('code', (ARRAY['http_5xx', 'timeout', 'auth'])[1 + (x * 1000)::int %% 3], 'message', 'boom')
                         END
-            FROM executions_run r CROSS JOIN generate_series(0, 9) k CROSS JOIN LATERAL (SELECT random() AS x) rnd
-            WHERE r.workflow_id = ANY(%(wfs)s::uuid[])
+            FROM (SELECT r0.id, r0.status, r0.started_at, k, random() AS x  -- volatile in the select list: one draw per row
+                  FROM executions_run r0 CROSS JOIN generate_series(0, 9) k WHERE r0.workflow_id = ANY(%(wfs)s::uuid[])) r
             """,
             {"types": TYPES, "wfs": [str(w.id) for w in wfs]},
         )
