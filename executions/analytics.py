@@ -68,8 +68,10 @@ class Scope:
 def _parse_instant(raw: str, *, end: bool) -> datetime | None:
     """An ISO 8601 datetime, or a date (its midnight UTC; for ``to`` the next midnight: the day is included)."""
     raw = raw.strip()
+    # An unencoded "+01:00" offset arrives as " 01:00" once the query string is decoded.
+    candidate = raw.replace(" ", "+") if "T" in raw else raw
     try:
-        parsed = parse_datetime(raw.replace(" ", "+")) if "T" in raw or " " in raw else None
+        parsed = parse_datetime(candidate) if "T" in raw or " " in raw else None
     except ValueError:
         return None
     if parsed is not None:

@@ -157,3 +157,17 @@ def test_queries_use_the_analytics_indexes(user: Any, history: dict[str, Any]) -
     # Freshly written rows are not all-visible yet (no VACUUM inside a test transaction), so the planner may
     # prefer the plain run_id index to the covering one; bench/bench_analytics.py shows the index-only scan.
     assert "Seq Scan on executions_noderun" not in node_plan and "Index Cond: (run_id = r.id)" in node_plan, node_plan
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("2026-11-01", "2026-11-01T00:00:00+00:00"),
+    ("2026-11-01T10:00:00Z", "2026-11-01T10:00:00+00:00"),
+    ("2026-11-01T11:00:00 01:00", "2026-11-01T10:00:00+00:00"),  # "+" decoded to a space
+    ("2026-11-01 10:00:00", "2026-11-01T10:00:00+00:00"),  # naive: UTC
+])
+def test_from_accepts_dates_and_datetimes(user: Any, raw: str, expected: str) -> None:
+    scope = analytics.scope_from_query(params={"from": raw, "to": "2026-11-02"}, user=user)
+    from datetime import UTC
+
+    assert scope.start.astimezone(UTC).isoformat() == expected
+    assert scope.end.isoformat() == "2026-11-03T00:00:00+00:00"
