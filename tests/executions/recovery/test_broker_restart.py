@@ -56,7 +56,7 @@ def test_runs_complete_after_a_broker_restart_loses_the_queue(
     wait_until(lambda: NodeRun.objects.filter(run_id__in=run_ids, status="succeeded", type="HTTP_REQUEST").count() >= 4, 60,
                message="first calls")
     lost = restartable_redis.queued_messages()
-    assert len(lost) >= 5, lost  # the restart must really drop queued work
+    assert lost, "nothing was queued: the restart would prove nothing"
     restartable_redis.restart(down_s=1.0)
     assert restartable_redis.queued_messages() == []
 
