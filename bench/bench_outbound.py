@@ -122,7 +122,7 @@ def setup_django() -> str:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    db = str(settings.DATABASES["default"]["ENGINE"]).rsplit(".", 1)[-1]
     return f"{db} + {'redis' if settings.REDIS_URL else 'in-process limiter'}"
 
 
@@ -139,11 +139,11 @@ def main() -> None:
 
     server = FastServer()  # forked before Django exists in this process
     mode = setup_django()
+    import executions.nodes  # noqa: F401 - registers the handlers
     from executions.models import CircuitBreaker, ServicePolicy
     from executions.nodes.base import NodeContext, handlers
     from executions.resilience import outbound, safe_http
     from zyra.redaction import Redactor
-    import executions.nodes  # noqa: F401 - registers the handlers
 
     url = f"http://127.0.0.1:{server.port}/bench"
     key = outbound.service_key(url)
@@ -183,7 +183,7 @@ def main() -> None:
 
     breaker = Breaker(BreakerConfig.from_settings())
     limiter = RateLimiter(RateLimit(1_000_000, 100_000))
-    steps = {
+    steps: dict[str, Any] = {
         "state read (PG)": lambda: service_state_load(key=key),
         "limiter (Redis)": lambda: limiter.acquire(key),
         "outcome write (PG, write-behind: off the call path)": lambda: breaker.record(Permit(key, None), "success"),

@@ -608,13 +608,16 @@ class _WriteBehind:
             failures = [i for i in items if i.failed]
             last = failures[-1] if failures else items[-1]
             now = max(i.now for i in items)
-            args = dict(error=last.error if failures else "", now=now, bucket=bucket, horizon=bucket - config.window_s)
+            error = last.error if failures else ""
+            slow = sum(i.slow for i in items)
             try:
                 b = items[0].breaker
-                transition = b._record_counts_pg(key, len(items), len(failures), sum(i.slow for i in items), **args)  # type: ignore[arg-type]
+                transition = b._record_counts_pg(key, len(items), len(failures), slow, error=error, now=now, bucket=bucket,
+                                                 horizon=bucket - config.window_s)
                 if transition == "missing":
                     CircuitBreaker.objects.bulk_create([CircuitBreaker(key=key, updated_at=now)], ignore_conflicts=True)
-                    transition = b._record_counts_pg(key, len(items), len(failures), sum(i.slow for i in items), **args)  # type: ignore[arg-type]
+                    transition = b._record_counts_pg(key, len(items), len(failures), slow, error=error, now=now,
+                                                     bucket=bucket, horizon=bucket - config.window_s)
             except (OperationalError, InterfaceError) as exc:
                 _storage_failed("record", key, exc)
                 continue

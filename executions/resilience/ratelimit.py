@@ -143,7 +143,7 @@ class RateLimiter:
         if client is None:
             self._acquire_local(key)
             return
-        interval_us = 0 if self.limit.unlimited else max(1, int(round(1_000_000 / self.limit.rate_per_s)))
+        interval_us = 0 if self.limit.unlimited else max(1, round(1_000_000 / self.limit.rate_per_s))
         try:
             if interval_us == 0:
                 # Unlimited: only an upstream block can stop the call.
@@ -185,7 +185,7 @@ class RateLimiter:
 def upstream_block(*, key: str, seconds: float) -> float:
     """Refuse every worker's calls to ``key`` for ``seconds`` (an upstream Retry-After). Returns the seconds applied."""
     seconds = min(max(0.0, seconds), float(settings.ZYRA_RETRY_AFTER_MAX_S))
-    ms = int(math.ceil(seconds * 1000))
+    ms = math.ceil(seconds * 1000)
     if ms <= 0:
         return 0.0
     client = _redis()

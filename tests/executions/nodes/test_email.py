@@ -6,7 +6,7 @@ import email
 import socket
 from collections.abc import Iterator
 from email.message import Message
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -90,7 +90,7 @@ def test_sends_text_and_html_to_all_recipients(smtp: tuple[Inbox, int]) -> None:
     assert msg["Bcc"] is None  # never disclosed in the headers
     assert msg["Reply-To"] == "ops@example.com"
     assert msg["Message-ID"] == out["message_id"]
-    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk() if not p.is_multipart()}
+    parts = {p.get_content_type(): cast(bytes, p.get_payload(decode=True)).decode() for p in msg.walk() if not p.is_multipart()}
     assert parts == {"text/plain": "plain text", "text/html": "<b>html</b>"}
     # The breaker and limiter saw the call under the SMTP service key.
     assert CircuitBreaker.objects.get(key=f"smtp://127.0.0.1:{port}").total_calls == 1

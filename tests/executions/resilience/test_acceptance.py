@@ -6,6 +6,7 @@ HTTP servers on loopback, no manual reset anywhere.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -85,7 +86,7 @@ def test_failing_service_is_isolated_then_recovers_with_one_probe(process_group:
         assert deferred.filter(data__reason="circuit_open").exists(), list(deferred.values_list("data", flat=True)[:5])
         # Once open, A saw at most one probe per open period.
         later = sorted(r.ts for r in service_a.requests if r.ts > opened_at + 0.5)
-        assert all(b - a >= OPEN_WAIT_S - 0.5 for a, b in zip(later, later[1:], strict=False)), later
+        assert all(b - a >= OPEN_WAIT_S - 0.5 for a, b in itertools.pairwise(later)), later
         assert len(later) <= (time.time() - opened_at) / (OPEN_WAIT_S - 0.5) + 1
 
         # Phase 3: A recovers. Exactly one probe reaches it; the breaker closes; every deferred node completes.

@@ -87,8 +87,8 @@ def test_successes_keep_it_closed_and_old_failures_leave_the_window() -> None:
 @pytest.mark.django_db
 def test_half_open_admits_one_probe_success_closes() -> None:
     b = Breaker(CFG)
-    for outcome in ("failure",) * 4:
-        b.record(Permit("svc", None), outcome, now=at(0))  # type: ignore[arg-type]
+    for _ in range(4):
+        b.record(Permit("svc", None), "failure", now=at(0))
     with pytest.raises(CircuitOpen):
         b.acquire("svc", snap("svc"), call_timeout_s=2, now=at(4.9))
     probe = b.acquire("svc", snap("svc"), call_timeout_s=2, now=at(5))
@@ -284,6 +284,7 @@ def test_a_probe_whose_worker_dies_does_not_wedge_the_breaker(transactional_db: 
     env = {"ZYRA_BREAKER_PROBE_GRACE_S": "0.5"}
     probe = _spawn(procs.call_once, db_name, env, server.url("/hang"), "svc-hang", 2.0, barrier, out)
     wait_until(lambda: server.count("/hang") == 1, 60, message="the probe to reach the server")
+    assert probe.pid is not None
     os.kill(probe.pid, signal.SIGKILL)  # the worker dies mid-probe: it will never report
     probe.join(timeout=10)
     r = row("svc-hang")
@@ -310,7 +311,8 @@ def test_a_hanging_probe_times_out_and_reopens(transactional_db: Any, server: Lo
     assert getattr(info.value, "code", None) == "timeout"
     assert time.monotonic() - start < 3
     r = row("svc-slow")
-    assert r.state == CircuitState.OPEN and r.consecutive_opens == 2 and r.open_until > timezone.now()
+    assert r.state == CircuitState.OPEN and r.consecutive_opens == 2
+    assert r.open_until is not None and r.open_until > timezone.now()
     assert r.probe_token == ""
 
 

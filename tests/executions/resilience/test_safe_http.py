@@ -50,7 +50,7 @@ def no_allowlist() -> Iterator[None]:
         ("100.64.0.1", "carrier-grade NAT"),
         ("100.127.255.254", "carrier-grade NAT"),
         ("100.100.100.200", "metadata"),
-        ("0.0.0.0", "unspecified"),
+        ("0.0.0.0", "unspecified"),  # noqa: S104 - an address under test, not a bind
         ("224.0.0.1", "multicast"),
         ("239.255.255.250", "multicast"),
         ("255.255.255.255", "broadcast"),
