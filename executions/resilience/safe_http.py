@@ -426,7 +426,7 @@ def fetch(
                 next_url = urljoin(str(request_url), location)
                 redirects += 1
                 first = False
-                if response.status_code == 303 and method != "HEAD" or (
+                if (response.status_code == 303 and method != "HEAD") or (
                     response.status_code in (301, 302) and method == "POST"
                 ):
                     method = "GET"
