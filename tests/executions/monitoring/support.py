@@ -57,16 +57,19 @@ class AsgiServer:
             return ""
 
 
-def start_server(db_name: str, name: str, env_extra: dict[str, str] | None = None, script: list[str] | None = None) -> AsgiServer:
-    """Start daphne (or ``script``) on a free loopback port and wait until /healthz answers."""
+def start_server(db_name: str, name: str, env_extra: dict[str, str] | None = None, server: str = "daphne") -> AsgiServer:
+    """Start daphne or uvicorn on a free loopback port and wait until /healthz answers."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = worker_env(db_name, env_extra)
     log_path = LOG_DIR / f"{name}.log"
-    args = script or [sys.executable, "-m", "daphne"]
+    if server == "uvicorn":
+        cmd = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "zyra.asgi:application"]
+    else:
+        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "zyra.asgi:application"]
     log = open(log_path, "ab")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        [*args, "-b", "127.0.0.1", "-p", str(port), "zyra.asgi:application"],
+        cmd,
         cwd=ROOT,
         env=env,
         stdout=log,
