@@ -268,9 +268,12 @@ class GuardedBackend(httpcore.NetworkBackend):
 class GuardedTransport(httpx.HTTPTransport):
     """httpx's transport with the pool rebuilt on the guarded network backend; never a proxy."""
 
-    def __init__(self, policy: Policy, limits: httpx.Limits) -> None:
+    def __init__(self, policy: Policy, limits: httpx.Limits, ca_bundle: str = "") -> None:
         super().__init__(trust_env=False, limits=limits)
         ssl_context = httpx.create_ssl_context(trust_env=False)
+        if ca_bundle:
+            # Extra trust anchors (an internal CA) on top of the public ones; never "verify=False".
+            ssl_context.load_verify_locations(cafile=ca_bundle)
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
@@ -280,7 +283,7 @@ class GuardedTransport(httpx.HTTPTransport):
         )
 
 
-_clients: dict[tuple[int, Policy], httpx.Client] = {}
+_clients: dict[tuple[int, Policy, str], httpx.Client] = {}
 _clients_lock = threading.Lock()
 
 
@@ -288,14 +291,15 @@ def _client(policy: Policy) -> httpx.Client:
     # One pooled client per process and policy: a connection opened under a
     # laxer allow-list is never reused under a stricter one, and a forked
     # worker never shares its parent's sockets.
-    key = (os.getpid(), policy)
+    ca_bundle = str(getattr(settings, "ZYRA_HTTP_CA_BUNDLE", "") or "")
+    key = (os.getpid(), policy, ca_bundle)
     client = _clients.get(key)
     if client is None:
         with _clients_lock:
             client = _clients.get(key)
             if client is None:
                 limits = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30.0)
-                client = httpx.Client(transport=GuardedTransport(policy, limits), trust_env=False,
+                client = httpx.Client(transport=GuardedTransport(policy, limits, ca_bundle), trust_env=False,
                                       follow_redirects=False, headers={"User-Agent": USER_AGENT})
                 _clients[key] = client
     return client

@@ -12,6 +12,8 @@ from zyra.env import env_bool, env_float, env_int, env_str
 ZYRA_HTTP_MAX_RESPONSE_BYTES = env_int("ZYRA_HTTP_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
 ZYRA_HTTP_MAX_REDIRECTS = env_int("ZYRA_HTTP_MAX_REDIRECTS", 5)
 ZYRA_HTTP_CONNECT_TIMEOUT_S = env_float("ZYRA_HTTP_CONNECT_TIMEOUT_S", 5.0)
+# Optional PEM file of extra CA certificates trusted for outbound HTTPS (an internal CA).
+ZYRA_HTTP_CA_BUNDLE = env_str("ZYRA_HTTP_CA_BUNDLE", "")
 # Default total timeout of one call when neither the node nor the caller gives one.
 ZYRA_HTTP_TIMEOUT_S = env_float("ZYRA_HTTP_TIMEOUT_S", 30.0)
 

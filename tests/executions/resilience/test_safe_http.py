@@ -328,3 +328,78 @@ def test_retry_after_forms() -> None:
     assert safe_http.parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now=now) == 0.0
     assert safe_http.parse_retry_after("soon") is None
     assert safe_http.parse_retry_after(None) is None
+
+
+# ----------------------------------------------------------------- TLS: SNI and Host of the name, socket to the checked IP
+
+
+@pytest.fixture
+def tls_server(tmp_path: Any) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate for "localhost" only."""
+    import datetime as dt
+    import ssl
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    seen: dict[str, Any] = {"requests": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            seen["requests"] += 1
+            seen["host"] = self.headers["Host"]
+            body = b'{"tls": true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    context.sni_callback = lambda sock, server_name, ctx: seen.__setitem__("sni", server_name)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[1], str(cert_path), seen
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_https_speaks_tls_to_the_name_while_connecting_to_the_checked_address(
+    tls_server: tuple[int, str, dict[str, Any]],
+) -> None:
+    port, ca, seen = tls_server
+    with override_settings(ZYRA_HTTP_ALLOWLIST=["localhost"], ZYRA_HTTP_CA_BUNDLE=ca):
+        result = safe_http.fetch("GET", f"https://localhost:{port}/x", timeout_s=5)
+        assert result.status == 200 and result.content == b'{"tls": true}'
+        assert seen["sni"] == "localhost" and seen["host"] == f"localhost:{port}"
+        # The certificate is checked against the NAME: the bare address does not match it.
+        with override_settings(ZYRA_HTTP_ALLOWLIST=["127.0.0.1"]):
+            err = refused(f"https://127.0.0.1:{port}/x")
+        assert err.code == "connection" and "certificate" in err.message.lower()
+    with override_settings(ZYRA_HTTP_ALLOWLIST=[], ZYRA_HTTP_CA_BUNDLE=ca):
+        assert refused(f"https://localhost:{port}/x").code == "ssrf_blocked"
+    assert seen["requests"] == 1
