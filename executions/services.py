@@ -410,7 +410,8 @@ def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
         nr.lease_until = now + timedelta(seconds=min(settings.ZYRA_LEASE_S, timeout + settings.ZYRA_LEASE_S))
         nr.worker = _worker_id()
         nr.next_attempt_at = None
-        nr.attempts = [*nr.attempts, {"attempt": attempt, "status": "running", "started_at": iso(now), "worker": nr.worker}]
+        nr.attempts = [*nr.attempts, {"attempt": attempt, "status": "running", "started_at": iso(now), "worker": nr.worker,
+                                      "resume": run.resumes}]
         nr.save(update_fields=["status", "started_at", "lease_until", "worker", "next_attempt_at", "attempts"])
         tx.event("node.started", nr.node_id, _node_event_data(nr))
         tx.flush([])
@@ -499,6 +500,28 @@ def _save_nodes(nodes: list[NodeRun]) -> None:
         NodeRun.objects.bulk_update(list(unique), NODE_FIELDS)
 
 
+def _attempts_spent(nr: NodeRun, run: Run) -> int:
+    """Attempts that count against the node's retry budget (the current one included, already closed).
+
+    Not the attempt number: attempts lost with their worker have their own
+    limit (ZYRA_WORKER_LOST_MAX), and a resumed run gives its nodes their
+    budget again (only attempts since the last reopening count).
+    """
+    spent = {
+        a.get("attempt") for a in nr.attempts
+        if a.get("resume", 0) == run.resumes and a.get("status") == "failed"
+        and (a.get("error") or {}).get("code") != "worker_lost"
+    }
+    return max(1, len(spent))
+
+
+def _abandon_attempt(nr: NodeRun, now: Any, code: str, message: str) -> None:
+    """Close the history entry of an attempt still running when its node is cancelled or reopened."""
+    if nr.attempts and nr.attempts[-1].get("status") == "running":
+        last = {**nr.attempts[-1], "status": "cancelled", "finished_at": iso(now), "error": {"code": code, "message": message}}
+        nr.attempts = [*nr.attempts[:-1], last]
+
+
 def _handle_error(tx: RunTx, graph: Graph, nr: NodeRun, result: Result, evaluate: Any) -> list[NodeRun]:
     error = dict(result.error or {"code": "internal", "message": "unknown error"})
     code = str(error.get("code", "internal"))
@@ -507,8 +530,9 @@ def _handle_error(tx: RunTx, graph: Graph, nr: NodeRun, result: Result, evaluate
     nr.lease_until = None
     tx.touch(nr)
     run = tx.run
-    if is_retryable(code) and nr.attempt < policy.max_attempts:
-        delay = backoff_delay(policy, nr.attempt)
+    spent = _attempts_spent(nr, run)
+    if is_retryable(code) and spent < policy.max_attempts:
+        delay = backoff_delay(policy, spent)
         if result.retry_after_s is not None:
             delay = max(delay, float(result.retry_after_s))
         if run.deadline_at is not None and tx.now + timedelta(seconds=delay) > run.deadline_at:
@@ -657,6 +681,7 @@ def _terminate_open_nodes(tx: RunTx, to_status: str, reason: str) -> None:
     open_rows = list(NodeRun.objects.filter(run=run).exclude(status__in=list(NODE_TERMINAL)))
     for row in open_rows:
         _set_node_status(row, to_status)
+        _abandon_attempt(row, tx.now, reason, "the attempt was abandoned; a result it still returns is discarded")
         row.finished_at = tx.now
         row.lease_until = None
         row.next_attempt_at = None
@@ -708,7 +733,9 @@ def _reopen(*, run: Run, mode: str) -> Run:
         assert locked is not None
         if locked.status == RunStatus.SUCCEEDED:
             raise Conflict("run_succeeded", "the run succeeded; there is nothing to resume.")
-        if locked.status in {RunStatus.RUNNING, RunStatus.QUEUED} and mode == "retry":
+        if locked.status == RunStatus.QUEUED:
+            raise Conflict("run_waiting", "the run has not started yet (it waits for a concurrency slot).")
+        if locked.status == RunStatus.RUNNING and mode == "retry":
             raise Conflict("run_active", "the run is still running.")
         rows = {r.node_id: r for r in NodeRun.objects.filter(run=locked)}
         if mode == "retry" and not any(r.status in {NodeStatus.FAILED, NodeStatus.TIMED_OUT} for r in rows.values()):
@@ -735,9 +762,19 @@ def _reopen(*, run: Run, mode: str) -> Run:
             else:
                 states[nid] = NodeState(status="pending", pending_deps=len(graph.in_edges[nid]), active_in=0 if graph.in_edges[nid] else 1)
         skipped: set[str] = set()
+        # Kept nodes' edge conditions are evaluated again (without the evaluator they would all be inactive).
+        raw_evaluate = _edge_evaluator(locked)
+
+        def evaluate(expression: str, output: Any, source: str) -> bool:
+            try:
+                return bool(raw_evaluate(expression, output, source))
+            except Exception:  # noqa: BLE001 - as in routing: a bad condition makes its edge inactive
+                return False
+
         for nid in graph.topo:
             if nid in keep:
-                res, _ = resolve(graph, nid, Outcome(status="succeeded", output=rows[nid].output), lambda ids: {i: states[i] for i in ids})
+                res, _ = resolve(graph, nid, Outcome(status="succeeded", output=rows[nid].output),
+                                 lambda ids: {i: states[i] for i in ids}, evaluate)
                 skipped.update(res.skipped)
         tx.event("run.resumed", data={"status": "running", "mode": mode, "resumes": locked.resumes, "kept": sorted(keep)})
         locked.nodes_done = len(keep)
@@ -750,6 +787,8 @@ def _reopen(*, run: Run, mode: str) -> Run:
                 continue
             row = rows[nid]
             st = states[nid]
+            # An interrupted run's attempt still in flight: it gets a new attempt number, its result is discarded.
+            _abandon_attempt(row, tx.now, "resumed", "the run was resumed while this attempt was in flight")
             row.status = NodeStatus.PENDING  # reopening is the one place a terminal node goes back
             row.pending_deps = st.pending_deps
             row.active_in = st.active_in
