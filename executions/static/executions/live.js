@@ -134,6 +134,7 @@
     field(dl, "duration_ms", d.duration_ms !== undefined ? d.duration_ms : last.duration_ms);
     field(dl, "error", d.error !== undefined ? d.error : last.error);
     field(dl, "output", d.output !== undefined ? d.output : last.output);
+    if (d.attempts && d.attempts.length) field(dl, "attempt history", d.attempts);
   }
 
   function select(id) {
