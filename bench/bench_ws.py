@@ -10,8 +10,10 @@ broadcast through Redis). Prints the delay from each event's timestamp
 (taken in the committing transaction) to its receipt by each client:
 p50/p95/max over all (client, event) pairs. The last line is one JSON object.
 
-Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/zyra_bench,
-created and migrated if missing), REDIS_URL (default redis://127.0.0.1:6379/0).
+Database and Redis: bench/common.py (ZYRA_BENCH_DB, default zyra_bench_ws;
+ZYRA_BENCH_REDIS_DB, default 12 — flushed at start). ``--server uvicorn``
+compares the other ASGI server. Also printed: the server's CPU time per
+delivery, which stays comparable when the machine is shared.
 Not a test: it asserts nothing but reports ``all_received``.
 
 ``--engine`` runs a real workflow instead (start -> DELAY -> ``--width``
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import socket
@@ -38,45 +39,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "zyra.settings")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/zyra_bench")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
-os.environ.setdefault("CELERY_BROKER_URL", os.environ["REDIS_URL"])
-# The bench stores no secrets; a throwaway key ring satisfies the vault's start-up check.
-os.environ.setdefault("ZYRA_MASTER_KEYS", "bench:" + base64.b64encode(os.urandom(32)).decode())
-os.environ.setdefault("ZYRA_LOG_LEVEL", "WARNING")
+os.environ.setdefault("ZYRA_BENCH_DB", "zyra_bench_ws")
+os.environ.setdefault("ZYRA_BENCH_REDIS_DB", "12")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _ensure_database() -> None:
-    import psycopg
-
-    from zyra.env import database_from_url
-
-    cfg = database_from_url(os.environ["DATABASE_URL"])
-    with psycopg.connect(
-        host=str(cfg["HOST"]) or "127.0.0.1",
-        port=int(cast(str, cfg["PORT"]) or 5432),
-        user=str(cfg["USER"]) or "postgres",
-        password=str(cfg["PASSWORD"]) or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (cfg["NAME"],)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
-
-
-def _setup_django() -> None:
-    import django
-
-    django.setup()
+from common import ROOT, Workers, bench_env, emit, setup_django, table  # noqa: E402
 
 
 def produce(run_id: str, count: int, interval: float) -> None:
     """The producer process: commits events one transaction at a time, broadcast after commit."""
-    _setup_django()
+    os.environ.update(bench_env())
+    import django
+
+    django.setup()
     from executions.broadcast import flush
     from executions.events import event_record
 
@@ -94,7 +69,7 @@ def _free_port() -> int:
 
 
 def _start_server(port: int, server: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, ZYRA_WS_HEARTBEAT_S="60")
+    env = bench_env({"ZYRA_WS_HEARTBEAT_S": "60"})
     if server == "uvicorn":
         import importlib.util
 
@@ -179,14 +154,6 @@ def _make_engine_run(width: int, delay_s: float) -> tuple[str, str]:
     wf.save(update_fields=["current_version"])
     run = services.run_start(workflow=wf, inputs={}, user=user)
     return str(run.id), str(token.key)
-
-
-def _start_worker() -> subprocess.Popen[bytes]:
-    args = [
-        sys.executable, "-m", "celery", "-A", "zyra", "worker", "-Q", "io,cpu,sweep", "-P", "threads", "-c", "8",
-        "-n", f"bench-ws-{os.getpid()}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING",
-    ]  # fmt: skip
-    return subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _cpu_s(pid: int | None) -> float | None:
@@ -317,11 +284,8 @@ def main() -> None:
         produce(args.produce[0], int(args.produce[1]), float(args.produce[2]))
         return
 
-    _ensure_database()
-    _setup_django()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
+    setup_django()
+    workers = Workers()
     procs: list[subprocess.Popen[bytes]] = []
     args.server_pid = None
     try:
@@ -333,8 +297,7 @@ def main() -> None:
             args.server_pid = procs[-1].pid
             http = f"http://127.0.0.1:{port}"
         if args.engine:
-            procs.append(_start_worker())
-            time.sleep(2)  # the worker is consuming before the run's first message
+            workers.start(1, concurrency=8)
             run_id, token = _make_engine_run(args.width, args.delay)
         else:
             run_id, token = _make_run()
@@ -342,12 +305,26 @@ def main() -> None:
         args.started = time.time()
         result = asyncio.run(_bench(args, ws_base, http, run_id, token))
     finally:
+        workers.stop()
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=15)
-    print(f"{result['clients']} clients x {result['events']} events: {result['clients_complete']} clients received all, in order")
-    print(f"delay commit -> receipt (live events): p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, max {result['max_ms']} ms")
-    print(json.dumps(result))
+    table(
+        f"WebSocket fan-out: {result['clients']} clients on one run ({result['bench']}, {result['server']})",
+        [
+            (
+                str(result["events"]),
+                f"{result['clients_complete']}/{result['clients']}",
+                str(result["p50_ms"]),
+                str(result["p95_ms"]),
+                str(result["max_ms"]),
+                str(result["server_cpu_us_per_delivery"]),
+                str(result["load_avg_1m"]),
+            )
+        ],
+        ("events", "clients with all, in order", "p50 ms", "p95 ms", "max ms", "server CPU us/delivery", "load 1m"),
+    )
+    emit(result)
 
 
 if __name__ == "__main__":
