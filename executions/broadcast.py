@@ -97,6 +97,10 @@ _pump_lock = threading.Lock()
 _pump: _Pump | None = None
 _pending: set[Future[Any]] = set()
 _pending_lock = threading.Lock()
+# With the layer unreachable, sends pile up in the pump; past this many the
+# newest are dropped (logged): subscribers re-read them from the database.
+MAX_PENDING = 10_000
+SEND_TIMEOUT_S = 5.0
 
 
 def register_server_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -129,6 +133,12 @@ def _pump_loop() -> asyncio.AbstractEventLoop:
 
 
 def _submit(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> None:
+    with _pending_lock:
+        backlog = len(_pending)
+    if backlog >= MAX_PENDING:
+        coro.close()
+        log.error("executions.broadcast_dropped backlog=%d", backlog)
+        return
     future = asyncio.run_coroutine_threadsafe(coro, loop)
     with _pending_lock:
         _pending.add(future)
@@ -148,7 +158,7 @@ def _done(future: Future[Any]) -> None:
 
 async def _send_all(layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
     for group, message in messages:
-        await layer.group_send(group, message)
+        await asyncio.wait_for(layer.group_send(group, message), timeout=SEND_TIMEOUT_S)
 
 
 def _messages(events: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

@@ -94,3 +94,12 @@ def test_publish_never_blocks_or_raises_when_the_layer_is_down(caplog: pytest.Lo
     assert time.monotonic() - started < 0.2
     broadcast.flush(10)
     assert any("executions.broadcast_failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_backlog_of_undeliverable_broadcasts_is_bounded(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    run_id, wf_id = str(uuid.uuid4()), str(uuid.uuid4())
+    monkeypatch.setattr(broadcast, "MAX_PENDING", 0)
+    caplog.set_level(logging.ERROR, logger="executions.broadcast")
+    broadcast.publish([payload(run_id, wf_id)])
+    assert any("executions.broadcast_dropped" in r.getMessage() for r in caplog.records)
+    assert broadcast.flush(1)
