@@ -30,6 +30,7 @@ from triggers import ratelimit, signatures
 from triggers.models import Schedule, SigningScheme, WebhookDelivery, WebhookEndpoint
 from workflows.node_types.schedule import next_fire_time, schedule_config_errors
 from zyra.errors import ErrorDetail, NotFound, ZyraError
+from zyra.parsers import _check_body as check_body
 from zyra.redaction import global_redactor
 
 log = logging.getLogger("triggers.services")
@@ -234,16 +235,6 @@ def _reject_constant(value: str) -> Any:
     raise ValueError(f"{value} is not valid JSON")
 
 
-def _has_nul(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 def parse_json_body(content_type: str, body: bytes) -> dict[str, Any]:
     media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
@@ -256,9 +247,13 @@ def parse_json_body(content_type: str, body: bytes) -> dict[str, Any]:
         raise Rejected(400, "malformed_json", message) from None
     if not isinstance(payload, dict):
         raise Rejected(400, "invalid_payload", "the body must be a JSON object")
-    if _has_nul(payload):
-        # PostgreSQL cannot store U+0000 in JSON: refuse it here rather than fail later.
-        raise Rejected(400, "invalid_payload", "the body must not contain U+0000 characters")
+    try:
+        # The API's own body checks: what jsonb cannot store (NUL, lone surrogates,
+        # infinite numbers) or Python cannot walk (deep nesting) is a 400, not a 500 later.
+        check_body(payload)
+    except ZyraError as exc:
+        detail = exc.details[0] if exc.details else None
+        raise Rejected(400, exc.code, exc.message, detail.path if detail else "") from None
     return payload
 
 

@@ -116,6 +116,8 @@ def test_body_cap_content_type_and_json(client: Client, endpoint: WebhookEndpoin
     endpoint.save()
     big = json.dumps({"pad": "x" * 300}).encode()
     _err(post(client, endpoint, big, standard_headers(SECRET, big, "big")), 413, "body_too_large")
+    endpoint.max_body_bytes = 64 * 1024
+    endpoint.save()
     for i, (ctype, body, status, code) in enumerate(
         [
             ("text/plain", b'{"a": 1}', 415, "unsupported_media_type"),
@@ -124,7 +126,11 @@ def test_body_cap_content_type_and_json(client: Client, endpoint: WebhookEndpoin
             ("application/json", b"\xff\xfe{}", 400, "malformed_json"),
             ("application/json", b"[1, 2]", 400, "invalid_payload"),
             ("application/json", b'{"x": NaN}', 400, "malformed_json"),
-            ("application/json", b'{"x": "a\\u0000b"}', 400, "invalid_payload"),
+            ("application/json", b'{"x": "a\\u0000b"}', 400, "invalid_string"),
+            ("application/json", b'{"x": "a\\ud800b"}', 400, "invalid_string"),
+            ("application/json", b'{"x": 1e400}', 400, "invalid_number"),
+            ("application/json", b'{"x": ' + b"[" * 900 + b"]" * 900 + b"}", 400, "too_deeply_nested"),
+            ("application/json", b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "malformed_json"),
             ("application/json", b"[" * 50 + b"]" * 50, 400, "invalid_payload"),
         ]
     ):
