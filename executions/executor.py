@@ -38,23 +38,28 @@ T = TypeVar("T")
 
 
 class Heartbeat:
-    """One thread per process renews the leases of every attempt running here."""
+    """One thread per process renews the leases of every attempt running here.
+
+    Keyed by (node run, attempt): a worker that comes back after its attempt
+    was given away (a frozen process, a network partition) must not keep
+    alive the lease of the attempt that replaced it on another worker.
+    """
 
     def __init__(self) -> None:
-        self._running: dict[int, float] = {}  # node_run_id -> monotonic deadline (timeout + grace)
+        self._running: dict[tuple[int, int], float] = {}  # (node_run_id, attempt) -> monotonic deadline (timeout + grace)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def track(self, node_run_id: int, timeout_s: float) -> None:
+    def track(self, node_run_id: int, timeout_s: float, attempt: int) -> None:
         with self._lock:
-            self._running[node_run_id] = time.monotonic() + timeout_s + settings.ZYRA_LEASE_S
+            self._running[(node_run_id, attempt)] = time.monotonic() + timeout_s + settings.ZYRA_LEASE_S
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="zyra-heartbeat", daemon=True)
                 self._thread.start()
 
-    def untrack(self, node_run_id: int) -> None:
+    def untrack(self, node_run_id: int, attempt: int) -> None:
         with self._lock:
-            self._running.pop(node_run_id, None)
+            self._running.pop((node_run_id, attempt), None)
 
     def _loop(self) -> None:
         interval = max(0.5, settings.ZYRA_LEASE_S / 3)
@@ -63,11 +68,11 @@ class Heartbeat:
             now = time.monotonic()
             with self._lock:
                 # A handler stuck past its timeout stops being renewed, so the sweeper times it out.
-                ids = [nid for nid, deadline in self._running.items() if deadline > now]
-            if not ids:
+                leases = [key for key, deadline in self._running.items() if deadline > now]
+            if not leases:
                 continue
             try:
-                services.node_leases_renew(node_run_ids=ids)
+                services.node_leases_renew(leases=leases)
             except Exception:  # noqa: BLE001 - the database may be restarting; retry next beat
                 log.warning("executions.heartbeat_failed", exc_info=True)
                 close_old_connections()
@@ -186,7 +191,7 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
         if first:
             claimed_first = True
         first = False
-        heartbeat.track(node_run_id, claim.timeout_s)
+        heartbeat.track(node_run_id, claim.timeout_s, attempt)
         try:
             result = _attempt(claim)
             evaluate = edge_condition_evaluator(claim.run)
@@ -198,7 +203,7 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
                 _db_retry("complete", partial(services.node_complete, node_run_id=node_run_id, attempt=attempt, result=result,
                                               evaluate=evaluate))
         finally:
-            heartbeat.untrack(node_run_id)
+            heartbeat.untrack(node_run_id, attempt)
         if slot.item is None:
             return True
         budget -= 1

@@ -825,11 +825,15 @@ def run_retry(*, run: Run) -> Run:
 # --------------------------------------------------------------------------- leases and the sweeper
 
 
-def node_leases_renew(*, node_run_ids: list[int]) -> int:
-    if not node_run_ids:
+def node_leases_renew(*, leases: list[tuple[int, int]]) -> int:
+    """Extend the leases of these (node run, attempt) pairs, if that attempt still holds its node."""
+    if not leases:
         return 0
     until = timezone.now() + timedelta(seconds=settings.ZYRA_LEASE_S)
-    return NodeRun.objects.filter(id__in=node_run_ids, status=NodeStatus.RUNNING).update(lease_until=until)
+    held = Q()
+    for node_run_id, attempt in leases:
+        held |= Q(id=node_run_id, attempt=attempt)
+    return NodeRun.objects.filter(held, status=NodeStatus.RUNNING).update(lease_until=until)
 
 
 @dataclass
@@ -921,7 +925,9 @@ def _sweep_run(run_id: Any, report: SweepReport) -> None:
                     # A lost worker does not spend the node's retry budget; it has its own.
                     nr.error = result.error
                     nr.lease_until = None
-                    tx.event("node.retrying", nr.node_id, _node_event_data(nr, error=result.error, delay_s=0))
+                    # "sweeper": which process re-queued it (operators, and tests that run several sweepers).
+                    tx.event("node.retrying", nr.node_id,
+                             _node_event_data(nr, error=result.error, delay_s=0, lost_worker=nr.worker, sweeper=_worker_id()))
                     _queue(tx, nr)
                     changed.append(nr)
                 else:

@@ -126,6 +126,9 @@ def test_recover_loops_in_several_processes_requeue_each_node_once(
         for t in readers:
             t.join(10)
     outputs = [("".join(s["out"]), "".join(s["err"])[-2000:]) for s in streams]
+    sweepers = list(run.events.filter(type="node.retrying").values_list("data__sweeper", flat=True))
+    pids = {str(p.pid) for p in procs}
+    assert len(sweepers) == WIDTH and all(s.rsplit(":", 1)[1] in pids for s in sweepers), (sweepers, pids, outputs)
     lost = sum(json.loads(line)["lost"] for out, _ in outputs for line in out.splitlines() if line.startswith("{"))
     assert lost == WIDTH, outputs
     _assert_requeued_once(run, rows, rec_broker)
@@ -175,3 +178,17 @@ def test_sweeper_wakes_a_deferred_node_whose_countdown_was_lost(
     fresh = NodeRun.objects.get(id=nr.id)
     assert (fresh.status, fresh.attempt) == ("queued", 1)
     assert [tuple(m["args"]) for m in rec_broker.queued_messages()] == [(nr.id, 1)]
+
+
+def test_a_lease_is_renewed_only_for_the_attempt_that_holds_it(rec_broker: RedisServer, fast_leases: Any, user: Any) -> None:
+    run, rows = _claimed_run(user, rec_broker, width=1)
+    nr = rows[0]
+    services.sweep()  # attempt 1 is lost; attempt 2 is claimed (elsewhere)
+    assert services.node_claim(node_run_id=nr.id, attempt=2) is not None
+    before = NodeRun.objects.get(id=nr.id).lease_until
+    time.sleep(0.05)
+    # The worker of attempt 1 comes back and renews "its" lease: that must not extend attempt 2's.
+    assert services.node_leases_renew(leases=[(nr.id, 1)]) == 0
+    assert NodeRun.objects.get(id=nr.id).lease_until == before
+    assert services.node_leases_renew(leases=[(nr.id, 2)]) == 1
+    assert NodeRun.objects.get(id=nr.id).lease_until > before

@@ -102,3 +102,19 @@ def test_late_result_of_a_lost_attempt_is_discarded(rec_group: ProcessGroup, use
     assert events.count(("node.succeeded", 2)) == 1
     assert [t for t, _ in events].count("node.succeeded") == 1
     assert sorted(_attempt_of(r) for r in server.requests) == [1, 2]
+
+
+@pytest.mark.timeout(120)
+def test_heartbeat_keeps_a_long_node_alive(rec_group: ProcessGroup, user: Any, server: LocalServer) -> None:
+    """A node running for several lease periods is never taken for lost while its worker lives."""
+    server.slow("/long", 8.0)
+    rec_group.start_worker("rec-long", pool="prefork", concurrency=1)
+    rec_group.start_beat("rec-long-beat")
+    d = {"nodes": [node("call", "HTTP_REQUEST", {"url": server.url("/long"), "method": "POST", "json": {}}, timeout_s=20)],
+         "edges": []}
+    run = services.run_start(workflow=make_workflow(user, d), inputs={}, user=user)
+    wait_until(lambda: Run.objects.get(id=run.id).status in TERMINAL, 90, 0.1, "the run")
+    nr = NodeRun.objects.get(run=run)
+    assert Run.objects.get(id=run.id).status == "succeeded"
+    assert nr.attempt == 1 and [a["status"] for a in nr.attempts] == ["succeeded"]
+    assert server.count("/long") == 1
