@@ -263,8 +263,11 @@ def _verify(endpoint: WebhookEndpoint, headers: Any, body: bytes) -> str | None:
         # Explicitly unsigned: an id the sender supplies still deduplicates.
         for name in ("webhook-id", "x-github-delivery", settings.ZYRA_IDEMPOTENCY_HEADER):
             value = headers.get(name)
-            if value and len(value) <= signatures.MAX_ID_LEN:
-                return str(value).strip()
+            if value:
+                value = str(value).strip()
+                if not signatures.ID_RE.match(value):
+                    raise Rejected(400, "invalid_delivery_id", f"{name} must be 1-256 printable ASCII characters", f"/headers/{name.lower()}")
+                return value
         return None
     values = _signing_values(endpoint)
     try:

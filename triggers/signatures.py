@@ -26,7 +26,8 @@ MAX_SIGNATURES = 16  # entries in one webhook-signature header considered
 MAX_ID_LEN = 256
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _TS = re.compile(r"^[0-9]{1,12}$")
-_ID = re.compile(r"^[\x21-\x7e]{1,256}$")  # printable ASCII, no spaces
+ID_RE = re.compile(r"^[\x21-\x7e]{1,256}$")  # printable ASCII, no spaces
+_ID = ID_RE
 
 
 @dataclass
@@ -97,9 +98,13 @@ def verify_standard(*, headers: Mapping[str, str], body: bytes, keys: list[bytes
         if not sep or version != "v1":
             continue
         try:
-            candidates.append(base64.b64decode(encoded, validate=True))
+            decoded = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             continue
+        # Canonical encodings only: base64's spare low bits in the last character
+        # would otherwise let several different strings pass as one signature.
+        if base64.b64encode(decoded).decode() == encoded:
+            candidates.append(decoded)
     matched = False
     for key in keys:
         expected = base64.b64decode(standard_sign(key, msg_id, ts, body)[3:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -17,6 +18,7 @@ from triggers import services
 from triggers.models import WebhookEndpoint
 
 log = logging.getLogger("triggers.views")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")  # token_urlsafe alphabet; anything else never reaches the DB
 
 
 def _error(status: int, code: str, message: str, path: str = "", headers: dict[str, str] | None = None) -> JsonResponse:
@@ -98,7 +100,7 @@ def hook(request: HttpRequest, token: str) -> JsonResponse:
 
 def _hook(request: HttpRequest, token: str) -> JsonResponse:
     endpoint = None
-    if 20 <= len(token) <= 64:
+    if _TOKEN.match(token):
         endpoint = (
             WebhookEndpoint.objects.select_related("workflow", "workflow__owner", "workflow__current_version")
             .filter(token=token, is_active=True, workflow__is_active=True)

@@ -82,3 +82,19 @@ def test_secret_format() -> None:
     with pytest.raises(ValueError):
         standard_secret_key("whsec_")
     assert standard_secret_key("whsec_" + base64.b64encode(b"abc").decode()) == b"abc"
+
+
+def test_non_canonical_base64_is_not_a_second_valid_signature() -> None:
+    key = standard_secret_key("whsec_" + base64.b64encode(b"k" * 24).decode())
+    body = b'{"a":1}'
+    for ts in range(1_700_000_000, 1_700_000_200):
+        good = standard_sign(key, "m1", ts, body)
+        # The character before '=' carries 2 spare bits: flipping them keeps the decoded bytes.
+        last = good[-2]
+        idx = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".index(last)
+        twin = good[:-2] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[idx ^ 1] + "="
+        assert base64.b64decode(twin[3:]) == base64.b64decode(good[3:])
+        headers = {"webhook-id": "m1", "webhook-timestamp": str(ts), "webhook-signature": twin}
+        with pytest.raises(SignatureError):
+            verify_standard(headers=headers, body=body, keys=[key], now=ts, tolerance_s=300)
+        assert verify_standard(headers={**headers, "webhook-signature": good}, body=body, keys=[key], now=ts, tolerance_s=300)

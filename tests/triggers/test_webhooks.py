@@ -257,3 +257,17 @@ def test_saturated_intake_is_503_not_500(client: Client, endpoint: WebhookEndpoi
         gate.release()
     assert _runs() == 0
     assert post(client, endpoint, body, standard_headers(SECRET, body, "busy1")).status_code == 202
+
+
+@pytest.mark.django_db
+def test_hostile_tokens_and_ids_are_4xx(client: Client, user: Any) -> None:
+    [ep] = services.webhook_endpoint_ensure(webhook_workflow(user, signing="unsigned"))
+    body = payload()
+    for path in ("/hooks/%00" + "a" * 30 + "/", "/hooks/" + "%C3%A9" * 20 + "/", "/hooks/" + "a" * 65 + "/", "/hooks/..%2F..%2Fetc/"):
+        r = client.generic("POST", path, body, content_type="application/json")
+        assert r.status_code == 404, (path, r.status_code)
+    _err(post(client, ep, body, {"webhook-id": "has space"}), 400, "invalid_delivery_id")
+    _err(post(client, ep, body, {"Idempotency-Key": "x" * 300}), 400, "invalid_delivery_id")
+    _err(post(client, ep, body, {"webhook-id": "caf\u00e9"}), 400, "invalid_delivery_id")
+    assert _runs() == 0
+    assert post(client, ep, body, {"webhook-id": "ok-id"}).status_code == 202
