@@ -285,6 +285,12 @@ def main() -> None:
                 "FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
                 "WHERE r.workflow_id = %s AND n.attempt = 1 AND n.dispatched_at IS NOT NULL AND jsonb_array_length(n.attempts) > 0",
                 (str(wf.id),)).fetchall()]
+            by_node = conn.execute(
+                "SELECT n.node_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY h), percentile_cont(0.95) WITHIN GROUP (ORDER BY h) "
+                "FROM (SELECT n.node_id, extract(epoch FROM ((n.attempts->0->>'started_at')::timestamptz - n.dispatched_at)) * 1000 AS h "
+                "      FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
+                "      WHERE r.workflow_id = %s AND n.attempt = 1 AND jsonb_array_length(n.attempts) > 0) n GROUP BY 1 ORDER BY 1",
+                (str(wf.id),)).fetchall()
             node_counts = dict(conn.execute(
                 "SELECT n.status, count(*) FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
                 "WHERE r.workflow_id = %s GROUP BY 1", (str(wf.id),)).fetchall())
@@ -309,6 +315,7 @@ def main() -> None:
         })
         if errors:
             figures["first_errors"] = errors[:3]
+        table("node hand-off by node (ms)", [(n, f"{p50:.0f}", f"{p95:.0f}") for n, p50, p95 in by_node], ("node", "p50", "p95"))
         table("bench_load", [(k, str(v)) for k, v in figures.items() if not isinstance(v, dict)], ("figure", "value"))
         print(f"\nhand-off samples: {len(handoff)}; API calls: {len(latencies)}")
     finally:
