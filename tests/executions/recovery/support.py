@@ -323,35 +323,51 @@ class Audit:
 
 
 def audit(run_ids: list[Any], server: LocalServer, call_nodes: list[str]) -> Audit:
-    """The chaos invariants. Every violation is collected (the test prints them all)."""
+    """The chaos invariants over the test database (see ``audit_rows``)."""
     from executions.models import NodeRun, Run, RunEvent
 
-    result = Audit()
-    seen = calls_by_key(server)
     ids = [str(r) for r in run_ids]
-    runs = {str(r.id): r for r in Run.objects.filter(id__in=ids)}
-    result.runs = len(runs)
+    runs = {str(rid): status for rid, status in Run.objects.filter(id__in=ids).values_list("id", "status")}
     succeeded_events: dict[tuple[str, str], int] = defaultdict(int)
     for run_id, node_id in RunEvent.objects.filter(run_id__in=ids, type="node.succeeded").values_list("run_id", "node_id"):
         succeeded_events[(str(run_id), node_id)] += 1
-    for run_id in ids:
-        run = runs.get(run_id)
-        if run is None or run.status != "succeeded":
-            result.problems.append(f"run {run_id} is {getattr(run, 'status', 'missing')}")
-    for nr in NodeRun.objects.filter(run_id__in=ids):
+    nodes = [
+        {"run_id": str(r), "node_id": n, "status": st, "attempt": a, "attempts": h}
+        for r, n, st, a, h in NodeRun.objects.filter(run_id__in=ids).values_list("run_id", "node_id", "status", "attempt", "attempts")
+    ]
+    return audit_rows(ids, runs, nodes, succeeded_events, calls_by_key(server), call_nodes)
+
+
+def audit_rows(
+    run_ids: list[str],
+    runs: dict[str, str],
+    nodes: list[dict[str, Any]],
+    succeeded_events: dict[tuple[str, str], int],
+    seen: dict[tuple[str, str], list[int]],
+    call_nodes: list[str],
+) -> Audit:
+    """Every run succeeded; every node succeeded once (one ``node.succeeded`` event); the server saw every
+    calling node at least once, each attempt at most once, the succeeded attempt, and other attempts
+    only if they were lost with their worker. Every violation is collected."""
+    result = Audit(runs=len(runs))
+    for run_id in run_ids:
+        if runs.get(run_id) != "succeeded":
+            result.problems.append(f"run {run_id} is {runs.get(run_id, 'missing')}")
+    for nr in nodes:
         result.node_runs += 1
-        key = (str(nr.run_id), nr.node_id)
-        if nr.status != "succeeded":
-            result.problems.append(f"{key} is {nr.status}")
-        if succeeded_events[key] != 1:
-            result.problems.append(f"{key} has {succeeded_events[key]} node.succeeded events")
-        lost = [a for a in nr.attempts if (a.get("error") or {}).get("code") == "worker_lost"]
+        key = (nr["run_id"], nr["node_id"])
+        history = nr["attempts"] or []
+        if nr["status"] != "succeeded":
+            result.problems.append(f"{key} is {nr['status']}")
+        if succeeded_events.get(key, 0) != 1:
+            result.problems.append(f"{key} has {succeeded_events.get(key, 0)} node.succeeded events")
+        lost = [a for a in history if (a.get("error") or {}).get("code") == "worker_lost"]
         result.lost_attempts += len(lost)
         result.lost_workers.update(str(a.get("worker", "")) for a in lost)
-        other_failures = [a for a in nr.attempts if a.get("status") == "failed" and a not in lost]
+        other_failures = [a for a in history if a.get("status") == "failed" and a not in lost]
         if other_failures:
             result.problems.append(f"{key} failed attempts other than worker_lost: {other_failures}")
-        if nr.node_id not in call_nodes:
+        if nr["node_id"] not in call_nodes:
             continue
         attempts = seen.get(key, [])
         result.calls += len(attempts)
@@ -361,11 +377,11 @@ def audit(run_ids: list[Any], server: LocalServer, call_nodes: list[str]) -> Aud
             continue
         if len(attempts) != len(set(attempts)):
             result.problems.append(f"{key}: one attempt called the server twice: {sorted(attempts)}")
-        if nr.attempt not in attempts:
-            result.problems.append(f"{key}: the succeeded attempt {nr.attempt} never called the server ({attempts})")
+        if nr["attempt"] not in attempts:
+            result.problems.append(f"{key}: the succeeded attempt {nr['attempt']} never called the server ({attempts})")
         lost_numbers = {a["attempt"] for a in lost}
-        for number in set(attempts) - {nr.attempt}:
+        for number in set(attempts) - {nr["attempt"]}:
             if number not in lost_numbers:
                 result.problems.append(f"{key}: attempt {number} called the server but was not lost with its worker "
-                                       f"(attempts {nr.attempts})")
+                                       f"(attempts {history})")
     return result
