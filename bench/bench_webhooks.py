@@ -77,6 +77,18 @@ def _start_daphne(sock: socket.socket, n: int) -> list[subprocess.Popen[bytes]]:
     raise SystemExit("daphne did not start")
 
 
+def _cpu_s(pids: list[int]) -> float:
+    """User+system CPU seconds of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _make_endpoint() -> Any:
     from bench.common import bench_user
     from tests.support.factories import make_workflow, node
@@ -154,7 +166,9 @@ def main() -> None:
     try:
         asyncio.run(_load(url, rate=10, seconds=1, prefix="warmup"))  # first requests load code and connections
         prefix = f"d{uuid.uuid4().hex[:8]}"
+        cpu_before = _cpu_s([p.pid for p in daphnes])
         results = asyncio.run(_load(url, rate=args.rate, seconds=args.seconds, prefix=prefix))
+        server_cpu = _cpu_s([p.pid for p in daphnes]) - cpu_before
     finally:
         for proc in daphnes:
             proc.terminate()
@@ -200,6 +214,7 @@ def main() -> None:
             ("latency p50 / p95 / p99 / max ms", f"{pct(0.5)} / {pct(0.95)} / {pct(0.99)} / {round(lat[-1], 2) if lat else 0}"),
             ("runs in db / deliveries", f"{runs_in_db} / {deliveries}"),
             ("duplicate or missing runs", f"{duplicates} / {missing_runs}"),
+            ("server CPU ms per delivery", f"{server_cpu * 1000 / max(1, sent):.1f}"),
             ("target rate met (>= 95%)", "yes" if rate_met else "NO"),
             ("load average 1/5/15 min", " / ".join(f"{x:.1f}" for x in load)),
         ],
@@ -210,6 +225,7 @@ def main() -> None:
         "accepted_per_s": round(len(accepted) / span, 1), "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
         "max_ms": round(lat[-1], 2) if lat else 0, "runs": runs_in_db, "deliveries": deliveries, "duplicates": duplicates,
         "lost": lost, "missing_runs": missing_runs, "other_statuses": others, "correct": correct, "rate_met": rate_met,
+        "server_cpu_ms_per_delivery": round(server_cpu * 1000 / max(1, sent), 2),
         "loadavg_1m": round(load[0], 2), "ok": correct and rate_met,
     }))
     if not (correct and rate_met):
