@@ -41,10 +41,11 @@ class PruneResult:
     events: int = 0
     batches: int = 0
     days: int = 0  # (workflow, day) aggregates written or extended
+    max_batch_ms: float = 0.0  # the longest transaction: how long a batch held its row locks
 
     def as_dict(self) -> dict[str, Any]:
         return {"cutoff": self.cutoff.isoformat() if self.cutoff else None, "runs": self.runs, "node_runs": self.node_runs,
-                "events": self.events, "batches": self.batches, "days": self.days}
+                "events": self.events, "batches": self.batches, "days": self.days, "max_batch_ms": round(self.max_batch_ms, 1)}
 
 
 def retention_cutoff(*, older_than_days: int, now: datetime | None = None) -> datetime:
@@ -73,7 +74,7 @@ def _fold(runs: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]]) -> dict[tup
         ms = analytics._ms(started, finished)
         if ms is not None and status in analytics.FINISHED:
             d["duration_count"] += 1
-            d["duration_sum_ms"] += int(round(ms))
+            d["duration_sum_ms"] += round(ms)
             analytics.hist_add(d["duration_hist"], {str(analytics.hist_bucket(ms)): 1})
     nodes_by_key: dict[tuple[Any, date], list[tuple[Any, ...]]] = defaultdict(list)
     for row in nodes:
@@ -95,7 +96,7 @@ def _fold(runs: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]]) -> dict[tup
                 "deferred_ms": dict(t["deferred_ms"]),
                 "duration_hist": analytics.hist_of(durations),
                 "duration_count": len(durations),
-                "duration_sum_ms": int(round(sum(durations))),
+                "duration_sum_ms": round(sum(durations)),
             }
     return days
 
@@ -133,6 +134,14 @@ def _merge_into(row: DailyWorkflowStats, d: dict[str, Any]) -> None:
 
 
 def _prune_batch(*, cutoff: datetime, batch_size: int, result: PruneResult) -> int:
+    started = _time.perf_counter()
+    try:
+        return _prune_batch_tx(cutoff=cutoff, batch_size=batch_size, result=result)
+    finally:
+        result.max_batch_ms = max(result.max_batch_ms, (_time.perf_counter() - started) * 1000)
+
+
+def _prune_batch_tx(*, cutoff: datetime, batch_size: int, result: PruneResult) -> int:
     with transaction.atomic():
         ids = list(
             Run.objects.select_for_update(skip_locked=True)

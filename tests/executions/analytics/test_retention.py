@@ -115,3 +115,37 @@ def test_command(history: dict[str, Any]) -> None:
     with override_settings(ZYRA_RETENTION_DAYS=0):
         call_command("prune_runs", stdout=out)
     assert "retention is off" in out.getvalue()
+
+
+def test_prune_skips_locked_runs_and_never_waits(transactional_db: Any, user: Any, other_user: Any) -> None:
+    """A run locked by someone else (the engine, another pruner) is skipped, not waited for."""
+    import threading
+
+    from django.db import connection, transaction
+
+    build(user, other_user)
+    locked_id = Run.objects.filter(status="succeeded", workflow__name="orders").order_by("created_at").values_list("id", flat=True)[0]
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                Run.objects.select_for_update().get(id=locked_id)
+                holding.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert holding.wait(10)
+        result = retention.runs_prune(older_than_days=1, batch_size=2, pause_s=0, now=AFTER_D2)
+        assert result.runs == 6 and Run.objects.filter(id=locked_id).exists()
+        assert result.batches >= 3 and result.max_batch_ms < 10_000
+    finally:
+        release.set()
+        t.join(10)
+    # Released: the next pass takes it, and the day's figures are complete.
+    assert retention.runs_prune(older_than_days=1, pause_s=0, now=AFTER_D2).runs == 1
+    assert DailyWorkflowStats.objects.get(workflow__name="orders", day="2026-11-01").runs == 3
