@@ -17,6 +17,7 @@ from executions.models import NodeRun, RunEvent
 from tests.support.factories import edge, http, make_workflow, node, wait_run
 from tests.support.servers import LocalServer
 from tests.support.workers import ProcessGroup
+from tests.test_flags import _only_our_workers, claim_queues  # noqa: F401 - autouse fixture: other workers step aside
 
 
 def _error(resp: Any, status: int) -> dict[str, Any]:
@@ -86,6 +87,7 @@ def test_node_output_cap_and_event_payload_cap(process_group: ProcessGroup, user
     is stored whole but travels truncated in its event."""
     process_group.env_extra.update({"ZYRA_MAX_OUTPUT_BYTES": "3000", "ZYRA_EVENT_OUTPUT_BYTES": "200"})
     process_group.start_worker("caps", concurrency=4)
+    claim_queues("caps")
     server.route("/mid", lambda req: (200, {"Content-Type": "application/json"}, json.dumps({"v": "m" * 1000}).encode()))
     server.route("/big", lambda req: (200, {"Content-Type": "application/json"}, json.dumps({"v": "b" * 6000}).encode()))
     wf = make_workflow(user, {"nodes": [node("start", "MANUAL"), http("mid", server.url("/mid")), http("big", server.url("/big"))],
@@ -135,6 +137,7 @@ def test_prefork_worker_recycles_children_and_enforces_time_limits(process_group
     process_group.env_extra.update({"CELERY_WORKER_MAX_TASKS_PER_CHILD": "2", "CELERY_TASK_SOFT_TIME_LIMIT": "20",
                                     "CELERY_TASK_TIME_LIMIT": "25"})
     process_group.start_worker("caps-cpu", queues="cpu,io,sweep", pool="prefork", concurrency=1)
+    claim_queues("caps-cpu")
     name = None
     stats: dict[str, Any] = {}
     import time

@@ -30,13 +30,55 @@ from zyra.env import env_features
 ALL_ON = {"parallel": True, "circuit_breaker": True, "rate_limit": True, "live_events": True, "webhook_signatures": True}
 
 
+QUEUES = ("io", "cpu", "sweep")
+
+
+@pytest.fixture(autouse=True)
+def _only_our_workers() -> Any:
+    """Workers of other tests (the session ``worker``) stop consuming while a flag test runs, then resume:
+    a task they picked up would run with their flags, not the ones under test."""
+    detached: list[str] = []
+    _DETACHED.append(detached)
+    yield
+    _DETACHED.pop()
+    if detached:
+        from zyra.celery import app
+
+        for queue in QUEUES:
+            app.control.add_consumer(queue, destination=detached, reply=True, timeout=2.0)
+
+
+_DETACHED: list[list[str]] = []
+
+
 def _worker(group: ProcessGroup, name: str, features: str | None) -> None:
-    """Exactly one worker of this group runs, with ``ZYRA_FEATURES=features`` (None: the defaults, all on)."""
+    """Exactly one worker consumes the queues: this group's, with ``ZYRA_FEATURES=features`` (None: all on)."""
+
     group.stop_all()
     group.env_extra.pop("ZYRA_FEATURES", None)
     if features is not None:
         group.env_extra["ZYRA_FEATURES"] = features
-    group.start_worker(name, queues="io,cpu,sweep", pool="threads", concurrency=6)
+    group.start_worker(name, queues=",".join(QUEUES), pool="threads", concurrency=6)
+    claim_queues(name)
+
+
+def claim_queues(name: str) -> None:
+    """Wait until worker ``name`` answers, then detach every other worker from the queues (see _only_our_workers)."""
+    from zyra.celery import app
+
+    deadline = time.monotonic() + 60
+    names: list[str] = []
+    while time.monotonic() < deadline:
+        names = [n for reply in app.control.ping(timeout=1.0) for n in reply]
+        if any(n.startswith(f"{name}@") for n in names):
+            break
+    else:
+        raise AssertionError(f"worker {name} did not answer a ping in 60 s")
+    others = [n for n in names if not n.startswith(f"{name}@") and n not in _DETACHED[-1]]
+    if others:
+        for queue in QUEUES:
+            app.control.cancel_consumer(queue, destination=others, reply=True, timeout=2.0)
+        _DETACHED[-1].extend(others)
 
 
 def _start(user: Any, definition: dict[str, Any]) -> Run:
