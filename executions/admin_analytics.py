@@ -17,6 +17,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from executions import analytics
+from executions.models import DailyWorkflowStats
 from zyra.errors import ZyraError
 
 COLOURS = {"succeeded": "#2e7d32", "partially_succeeded": "#f9a825", "failed": "#c62828", "timed_out": "#6a1b9a",
@@ -153,3 +154,21 @@ def analytics_dashboard(request: HttpRequest) -> HttpResponse:
 # Staff only, with the admin's login redirect and CSRF/caching rules.
 analytics_view = admin.site.admin_view(analytics_dashboard)
 
+
+
+@admin.register(DailyWorkflowStats)
+class DailyWorkflowStatsAdmin(admin.ModelAdmin):
+    """Archived days (written by retention): read-only, like the runs they summarise."""
+
+    list_display = ("day", "workflow", "runs", "succeeded", "failed", "partially_succeeded", "timed_out", "cancelled",
+                    "node_runs", "nodes_retried")
+    list_filter = ("day",)
+    search_fields = ("workflow__name",)
+    date_hierarchy = "day"
+    list_select_related = ("workflow",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -74,3 +74,15 @@ def test_staff_only_and_linked_from_the_run_list(staff_client: Client, user: Any
     assert plain.get("/admin/analytics/").status_code == 302
     run_list = staff_client.get("/admin/executions/run/").content.decode()
     assert 'href="/admin/analytics/"' in run_list
+
+
+def test_archived_days_are_listed_read_only(staff_client: Client, user: Any, other_user: Any) -> None:
+    from datetime import UTC, datetime
+
+    from executions import retention
+
+    build(user, other_user)
+    retention.runs_prune(older_than_days=1, pause_s=0, now=datetime(2026, 11, 4, 1, tzinfo=UTC))
+    page = staff_client.get("/admin/executions/dailyworkflowstats/")
+    assert page.status_code == 200 and "orders" in page.content.decode()
+    assert staff_client.get("/admin/executions/dailyworkflowstats/add/").status_code == 403
