@@ -531,7 +531,9 @@ def _handle_error(tx: RunTx, graph: Graph, nr: NodeRun, result: Result, evaluate
     tx.touch(nr)
     run = tx.run
     spent = _attempts_spent(nr, run)
-    if is_retryable(code) and spent < policy.max_attempts:
+    # worker_lost arrives here only once its own budget (ZYRA_WORKER_LOST_MAX) is spent: a node that keeps
+    # killing its worker (out of memory, a crashing library) fails instead of being re-queued forever.
+    if is_retryable(code) and code != "worker_lost" and spent < policy.max_attempts:
         delay = backoff_delay(policy, spent)
         if result.retry_after_s is not None:
             delay = max(delay, float(result.retry_after_s))

@@ -181,7 +181,7 @@ def test_sweeper_wakes_a_deferred_node_whose_countdown_was_lost(
 
 
 def test_a_lease_is_renewed_only_for_the_attempt_that_holds_it(rec_broker: RedisServer, fast_leases: Any, user: Any) -> None:
-    run, rows = _claimed_run(user, rec_broker, width=1)
+    _, rows = _claimed_run(user, rec_broker, width=1)
     nr = rows[0]
     services.sweep()  # attempt 1 is lost; attempt 2 is claimed (elsewhere)
     assert services.node_claim(node_run_id=nr.id, attempt=2) is not None
@@ -192,3 +192,21 @@ def test_a_lease_is_renewed_only_for_the_attempt_that_holds_it(rec_broker: Redis
     assert NodeRun.objects.get(id=nr.id).lease_until == before
     assert services.node_leases_renew(leases=[(nr.id, 2)]) == 1
     assert NodeRun.objects.get(id=nr.id).lease_until > before
+
+
+def test_a_node_that_keeps_losing_its_worker_fails_after_its_own_budget(
+    rec_broker: RedisServer, no_foreign_sweeper: None, fast_leases: Any, user: Any
+) -> None:
+    fast_leases.ZYRA_WORKER_LOST_MAX = 2
+    run, rows = _claimed_run(user, rec_broker, width=1)
+    nr = rows[0]
+    for attempt in (1, 2, 3):
+        if attempt > 1:
+            assert services.node_claim(node_run_id=nr.id, attempt=attempt) is not None
+            NodeRun.objects.filter(id=nr.id).update(lease_until=timezone.now() - timedelta(seconds=1))
+        assert services.sweep().lost == 1
+    fresh = NodeRun.objects.get(id=nr.id)
+    # Two re-queues (its worker_lost budget), then it fails: a poison pill is not re-queued forever.
+    assert (fresh.status, fresh.attempt, fresh.worker_lost) == ("failed", 3, 3)
+    assert fresh.error["code"] == "worker_lost"
+    assert Run.objects.get(id=run.id).status == "failed"
