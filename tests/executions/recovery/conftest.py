@@ -7,15 +7,16 @@ from typing import Any
 
 import pytest
 
-from tests.executions.recovery.support import FAST_RECOVERY_ENV, RedisServer, broker
+from tests.executions.recovery.support import FAST_RECOVERY_ENV, RedisServer, broker, free_port
 from tests.support.workers import ProcessGroup
 
-PRIVATE_REDIS_PORT = 6390
+# Ports of our own for the Redis servers these tests start (and restart).
+REDIS_PORTS = range(6390, 6400)
 
 
 @pytest.fixture(scope="session")
 def private_redis() -> Iterator[RedisServer]:
-    srv = RedisServer(PRIVATE_REDIS_PORT)
+    srv = RedisServer(free_port(REDIS_PORTS))
     srv.start()
     yield srv
     srv.close()

@@ -35,6 +35,20 @@ FAST_RECOVERY_ENV = {"ZYRA_LEASE_S": "3", "ZYRA_REQUEUE_AFTER_S": "3", "ZYRA_SWE
 # --------------------------------------------------------------------------- Redis
 
 
+def free_port(candidates: range) -> int:
+    """The first of ``candidates`` nobody listens on (another session of ours may hold one)."""
+    import socket
+
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {candidates}")
+
+
 class RedisServer:
     """A ``redis-server`` without persistence: a restart loses every queued message."""
 
@@ -58,10 +72,6 @@ class RedisServer:
             return False
 
     def start(self) -> None:
-        if self.ping():  # a leftover of an interrupted earlier session on our own port
-            with contextlib.suppress(Exception):
-                self._client().shutdown(nosave=True)
-            wait_until(lambda: not self.ping(), 10, message=f"old redis on {self.port} to stop")
         log = open(LOG_DIR / f"rec-redis-{self.port}.log", "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

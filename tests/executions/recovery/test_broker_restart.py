@@ -20,6 +20,7 @@ from tests.executions.recovery.support import (
     RedisServer,
     audit,
     broker,
+    free_port,
     jittered,
     ten_node_workflow,
 )
@@ -32,7 +33,7 @@ RUNS = 10
 
 @pytest.fixture
 def restartable_redis() -> Iterator[RedisServer]:
-    srv = RedisServer(6391)
+    srv = RedisServer(free_port(range(6390, 6400)))
     srv.start()
     yield srv
     srv.close()

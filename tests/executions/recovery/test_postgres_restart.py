@@ -1,4 +1,4 @@
-"""Restart PostgreSQL mid-run: a throw-away cluster of our own (initdb, port 5440), stopped like a crash.
+"""Restart PostgreSQL mid-run: a throw-away cluster of our own (initdb, a port of 5440-5449), stopped like a crash.
 
 Workers keep their connections across tasks (CONN_MAX_AGE), so every one of
 them breaks at once; they must reconnect (health checks, close_old_connections
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -27,18 +26,19 @@ from tests.executions.recovery.support import (
     RedisServer,
     audit_rows,
     calls_by_key,
+    free_port,
     jittered,
 )
 from tests.support.servers import LocalServer
 from tests.support.workers import ROOT, ProcessGroup, wait_until, worker_env
 
 RUNS = 8
-PORT = 5440
+PORTS = range(5440, 5450)  # ours for throw-away clusters
 
 
 @pytest.fixture
 def cluster() -> Iterator[PgCluster]:
-    pg = PgCluster(PORT)
+    pg = PgCluster(free_port(PORTS))
     pg.init()
     with psycopg.connect(pg.url(), autocommit=True) as conn:
         conn.execute("CREATE DATABASE zyra")
