@@ -34,8 +34,9 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # long waits live in PostgreSQL (next_attempt_at) and the sweeper, never in ETAs.
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 7200),
-    # Interactive runs' nodes before bulk ones (webhook storms, schedules): per-priority lists, served in order.
-    "queue_order_strategy": "priority",
+    # Interactive runs' nodes before bulk ones (webhook storms, schedules): one list per message
+    # priority, served highest first. (Queues themselves are consumed round robin, kombu's default:
+    # its "priority" queue_order_strategy would starve every queue but the first.)
     "priority_steps": list(range(10)),
     "sep": ":",
 }
