@@ -226,6 +226,12 @@ def main() -> int:
                 detect.append(ts(attempt["finished_at"]) - killed_at[pid])
                 redispatch.append(ts(nxt["started_at"]) - ts(attempt["finished_at"]))
 
+    # For comparison: how long any first attempt waited in the queue (the workers are saturated under chaos).
+    queue_wait = [
+        ts(history[0]["started_at"]) - dispatched.timestamp()
+        for history, dispatched in NodeRun.objects.filter(run_id__in=run_ids, attempt=1).values_list("attempts", "dispatched_at")
+        if len(history) == 1 and dispatched is not None
+    ]
     kills_worker = sum(1 for k in chaos.kills if k["mode"] == "worker")
     figures = {
         "runs": len(run_ids),
@@ -248,6 +254,8 @@ def main() -> int:
         "detect_p95_s": round(percentile(detect, 0.95), 3) if detect else None,
         "redispatch_p50_s": round(statistics.median(redispatch), 3) if redispatch else None,
         "redispatch_p95_s": round(percentile(redispatch, 0.95), 3) if redispatch else None,
+        "queue_wait_p50_s": round(statistics.median(queue_wait), 3) if queue_wait else None,
+        "queue_wait_p95_s": round(percentile(queue_wait, 0.95), 3) if queue_wait else None,
         "elapsed_s": round(elapsed, 1),
         "lease_s": int(TIMINGS["ZYRA_LEASE_S"]),
         "sweep_interval_s": float(TIMINGS["ZYRA_SWEEP_INTERVAL_S"]),
