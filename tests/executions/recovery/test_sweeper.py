@@ -129,8 +129,9 @@ def test_recover_loops_in_several_processes_requeue_each_node_once(
     sweepers = list(run.events.filter(type="node.retrying").values_list("data__sweeper", flat=True))
     pids = {str(p.pid) for p in procs}
     assert len(sweepers) == WIDTH and all(s.rsplit(":", 1)[1] in pids for s in sweepers), (sweepers, pids, outputs)
+    # Printed reports never count a node twice (a loop interrupted right after its sweep may not have printed).
     lost = sum(json.loads(line)["lost"] for out, _ in outputs for line in out.splitlines() if line.startswith("{"))
-    assert lost == WIDTH, outputs
+    assert lost <= WIDTH, outputs
     _assert_requeued_once(run, rows, rec_broker)
 
 
