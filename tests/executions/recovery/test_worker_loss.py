@@ -31,8 +31,8 @@ def test_kill_every_worker_and_beat_then_start_again(rec_group: ProcessGroup, us
     rec_group.start_beat("rec-all-beat")
     run_ids = [services.run_start(workflow=wf, inputs={"i": i}, user=user).id for i in range(6)]
     wait_until(lambda: NodeRun.objects.filter(run_id__in=run_ids, status="running").count() >= 4, 90, 0.05, "running nodes")
-    in_flight = NodeRun.objects.filter(run_id__in=run_ids, status="running").count()
     rec_group.stop_all()  # SIGKILL: every worker and the beat, with nodes in flight
+    in_flight = NodeRun.objects.filter(run_id__in=run_ids, status="running").count()
     assert Run.objects.filter(id__in=run_ids, status="running").count() == 6
     time.sleep(1.0)
     for i in range(2):
@@ -46,7 +46,7 @@ def test_kill_every_worker_and_beat_then_start_again(rec_group: ProcessGroup, us
     assert not result.problems, result.problems[:20]
     assert result.runs == 6 and result.node_runs == 60
     # The nodes running at the kill were re-queued as worker_lost attempts; only they may have called twice.
-    assert result.lost_attempts >= in_flight >= 4, (result, in_flight)
+    assert result.lost_attempts >= in_flight >= 2, (result, in_flight)
     assert result.repeats <= result.lost_attempts
 
 
