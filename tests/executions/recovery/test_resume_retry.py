@@ -202,3 +202,30 @@ def test_api_retry_needs_a_failed_node(worker: Any, api: Any, user: Any, server:
     assert wait_run(run.id).status == "succeeded"
     time.sleep(1.0)  # attempt 1's answer comes back (and is dropped) before the test's tables are emptied
     assert server.count("/slow") == 2
+
+
+def test_resume_an_interrupted_run_gives_in_flight_nodes_a_new_attempt(rec_broker: Any, transactional_db: Any, user: Any) -> None:
+    """A run still 'running' whose workers are gone: resume re-queues what was in flight, and the old
+    attempt's result, should it ever arrive, is discarded."""
+    d = {"nodes": [node("start", "MANUAL"), http("a", "http://127.0.0.1:9/a"), http("b", "http://127.0.0.1:9/b")],
+         "edges": [edge("start", "a"), edge("a", "b")]}
+    run = services.run_start(workflow=make_workflow(user, d), inputs={}, user=user)
+    start = NodeRun.objects.get(run=run, node_id="start")
+    claim = services.node_claim(node_run_id=start.id, attempt=1)
+    assert claim is not None
+    services.node_complete(node_run_id=start.id, attempt=1, result=services.Result(kind="success", output={"go": 1}))
+    a = NodeRun.objects.get(run=run, node_id="a")
+    assert services.node_claim(node_run_id=a.id, attempt=1) is not None  # then its worker vanished
+
+    services.run_resume(run=run)
+    a.refresh_from_db()
+    assert (a.status, a.attempt) == ("queued", 2)
+    assert _history(run, "a") == [(1, "cancelled", "resumed")]
+    assert (a.id, 2) in {tuple(m["args"]) for m in rec_broker.queued_messages()}
+    assert _history(run, "start") == [(1, "succeeded", None)]  # kept, not re-run
+    late = services.node_complete(node_run_id=a.id, attempt=1, result=services.Result(kind="success", output={"late": True}))
+    assert late is False
+    a.refresh_from_db()
+    assert (a.status, a.attempt, a.output) == ("queued", 2, None)
+    resumed = Run.objects.get(id=run.id).events.get(type="run.resumed")
+    assert resumed.data["kept"] == ["start"]
