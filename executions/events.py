@@ -101,9 +101,10 @@ class RunTx:
         self.events.append(ev)
         return ev
 
-    def send(self, node_run_id: int, attempt: int, queue: str, countdown: float = 0.0) -> None:
+    def send(self, node_run_id: int, attempt: int, queue: str, countdown: float = 0.0, urgent: bool = False) -> None:
         # Redis priorities: 0 is served first. Interactive runs (priority 9) go ahead of bulk ones (0).
-        broker_priority = max(0, min(9, 9 - int(self.run.priority)))
+        # Urgent: the sweeper's recoveries, which have already waited a lease or a lost message.
+        broker_priority = 0 if urgent else max(0, min(9, 9 - int(self.run.priority)))
         self.dispatch.append((node_run_id, attempt, queue, countdown, broker_priority))
 
     def flush(self, run_fields: list[str]) -> None:

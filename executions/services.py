@@ -331,7 +331,7 @@ def runs_start_waiting(*, workflow_id: Any = None, owner_id: Any = None, limit: 
 # --------------------------------------------------------------------------- admission
 
 
-def _queue(tx: RunTx, nr: NodeRun, countdown: float = 0.0) -> None:
+def _queue(tx: RunTx, nr: NodeRun, countdown: float = 0.0, urgent: bool = False) -> None:
     was_in_flight = nr.status in NODE_IN_FLIGHT
     _set_node_status(nr, NodeStatus.QUEUED)
     nr.attempt += 1
@@ -341,7 +341,7 @@ def _queue(tx: RunTx, nr: NodeRun, countdown: float = 0.0) -> None:
         tx.run.in_flight += 1
     tx.touch(nr)
     tx.event("node.queued", nr.node_id, _node_event_data(nr))
-    tx.send(nr.id, nr.attempt, nr.queue, countdown)
+    tx.send(nr.id, nr.attempt, nr.queue, countdown, urgent=urgent)
 
 
 def _admit(tx: RunTx, ready: list[NodeRun]) -> list[NodeRun]:
@@ -930,14 +930,15 @@ def _sweep_run(run_id: Any, report: SweepReport) -> None:
                     # "sweeper": which process re-queued it (operators, and tests that run several sweepers).
                     tx.event("node.retrying", nr.node_id,
                              _node_event_data(nr, error=result.error, delay_s=0, lost_worker=nr.worker, sweeper=_worker_id()))
-                    _queue(tx, nr)
+                    # Ahead of the backlog: the node already waited a lease for its worker to come back.
+                    _queue(tx, nr, urgent=True)
                     changed.append(nr)
                 else:
                     changed.append(nr)
                     changed += _handle_error(tx, graph, nr, result, _edge_evaluator(run))
             elif nr.status == NodeStatus.QUEUED and nr.dispatched_at is not None and nr.dispatched_at < now - timedelta(seconds=settings.ZYRA_REQUEUE_AFTER_S):
                 nr.dispatched_at = now
-                tx.send(nr.id, nr.attempt, nr.queue)
+                tx.send(nr.id, nr.attempt, nr.queue, urgent=True)
                 changed.append(nr)
                 report.resent += 1
             elif nr.status in {NodeStatus.DEFERRED, NodeStatus.RETRYING} and nr.next_attempt_at is not None and nr.next_attempt_at < now - timedelta(seconds=settings.ZYRA_WAKE_GRACE_S):
@@ -945,7 +946,7 @@ def _sweep_run(run_id: Any, report: SweepReport) -> None:
                 _set_node_status(nr, NodeStatus.QUEUED)
                 nr.next_attempt_at = None
                 nr.dispatched_at = now
-                tx.send(nr.id, nr.attempt, nr.queue)
+                tx.send(nr.id, nr.attempt, nr.queue, urgent=True)
                 changed.append(nr)
                 report.woken += 1
         tx.touch(*changed)
