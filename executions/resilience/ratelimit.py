@@ -143,7 +143,11 @@ class RateLimiter:
         if client is None:
             self._acquire_local(key)
             return
-        interval_us = 0 if self.limit.unlimited else max(1, round(1_000_000 / self.limit.rate_per_s))
+        # Headroom: the slot is granted here, but the request reaches the service a little later,
+        # by a delay that varies between calls. Spacing grants ZYRA_RATE_LIMIT_HEADROOM wider than
+        # 1/rate keeps the rate the *service* sees within the limit despite that jitter.
+        spacing = 1_000_000 * (1.0 + settings.ZYRA_RATE_LIMIT_HEADROOM) / self.limit.rate_per_s if not self.limit.unlimited else 0
+        interval_us = 0 if self.limit.unlimited else max(1, round(spacing))
         try:
             if interval_us == 0:
                 # Unlimited: only an upstream block can stop the call.
@@ -174,7 +178,7 @@ class RateLimiter:
                 raise RateLimited(key, blocked - now, "upstream_429")
             if self.limit.unlimited:
                 return
-            interval = 1.0 / self.limit.rate_per_s
+            interval = (1.0 + settings.ZYRA_RATE_LIMIT_HEADROOM) / self.limit.rate_per_s
             tat = max(_local.tat.get(key, 0.0), now)
             allow_at = tat + interval - self.limit.burst * interval
             if allow_at > now:
