@@ -36,7 +36,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         interval = options["interval"]
         if interval is None:
-            interval = float(settings.CELERY_BEAT_SCHEDULE["zyra-sweep"]["schedule"])
+            beat_interval: Any = settings.CELERY_BEAT_SCHEDULE["zyra-sweep"]["schedule"]
+            interval = float(beat_interval)
         if interval <= 0:
             interval = 1.0
         limit = max(1, int(options["limit"]))
