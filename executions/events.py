@@ -77,16 +77,11 @@ class RunTx:
 
     def save_dirty(self) -> None:
         if self.dirty:
-            from executions.services import NODE_FIELDS
+            from executions import fastsql
             from executions.models import NodeRun
+            from executions.services import NODE_FIELDS
 
-            rows = list(self.dirty.values())
-            if len(rows) <= 4:
-                # A plain UPDATE per row is far cheaper to build than bulk_update's CASE expressions.
-                for row in rows:
-                    row.save(update_fields=NODE_FIELDS)
-            else:
-                NodeRun.objects.bulk_update(rows, NODE_FIELDS, batch_size=500)
+            fastsql.update_rows(NodeRun, list(self.dirty.values()), NODE_FIELDS)
             self.dirty = {}
 
     def event(self, type_: str, node_id: str = "", data: dict[str, Any] | None = None) -> RunEvent:
@@ -110,11 +105,13 @@ class RunTx:
     def flush(self, run_fields: list[str]) -> None:
         """Save the run's changed fields, node runs and events; schedule broadcast and dispatch after commit."""
         self.save_dirty()
+        from executions import fastsql
+
         fields = list(dict.fromkeys([*run_fields, "event_seq"])) if self.events else run_fields
         if fields:
-            self.run.save(update_fields=fields)
+            fastsql.update_rows(Run, [self.run], fields)
         if self.events:
-            RunEvent.objects.bulk_create(self.events)
+            fastsql.insert_events(self.events)
             payloads = [payload(e, self.run) for e in self.events]
             transaction.on_commit(lambda: _publish(payloads))
         if self.dispatch:

@@ -86,14 +86,9 @@ def _lock_node(node_run_id: int) -> NodeRun | None:
     was before, and run it twice or record a stale attempt. The read after the
     lock sees every change the previous holder committed.
     """
-    run_id = NodeRun.objects.filter(id=node_run_id).values("run_id")[:1]
-    run = Run.objects.select_for_update().filter(id=Subquery(run_id)).first()
-    if run is None:
-        return None
-    nr = NodeRun.objects.filter(id=node_run_id).first()
-    if nr is not None:
-        nr.run = run
-    return nr
+    from executions import fastsql
+
+    return fastsql.lock_node(node_run_id)
 
 
 def _set_node_status(nr: NodeRun, new: str) -> None:
