@@ -54,8 +54,12 @@ def generate(runs: int) -> float:
                    c, c + interval '100 milliseconds', c + interval '100 milliseconds' + (50 + random() * 5000) * interval '1 millisecond'
             FROM (SELECT g, now() - random() * interval '30 days' AS c FROM generate_series(1, %(n)s) g) s
             """,
-            {"wfs": [str(w.id) for w in wfs], "versions": [w.current_version_id for w in wfs],
-             "owners": [w.owner_id for w in wfs], "n": runs},
+            {
+                "wfs": [str(w.id) for w in wfs],
+                "versions": [w.current_version_id for w in wfs],
+                "owners": [w.owner_id for w in wfs],
+                "n": runs,
+            },
         )
         cur.execute(
             """
@@ -159,15 +163,26 @@ def main() -> None:
     explain = {
         "run aggregate (staff, 30 days)": (f"SELECT {analytics._run_cols()} FROM executions_run r WHERE {where}", params),
         "node types (staff, 30 days)": (
-            (f"SELECT n.type, count(*), count(*) FILTER (WHERE n.attempt > 1), sum(n.deferred_ms) FROM executions_noderun n "
-            f"JOIN executions_run r ON r.id = n.run_id WHERE {where} GROUP BY n.type"), params),
+            (
+                f"SELECT n.type, count(*), count(*) FILTER (WHERE n.attempt > 1), sum(n.deferred_ms) FROM executions_noderun n "
+                f"JOIN executions_run r ON r.id = n.run_id WHERE {where} GROUP BY n.type"
+            ),
+            params,
+        ),
         "node types (staff, 1 day)": (
-            (f"SELECT n.type, count(*), count(*) FILTER (WHERE n.attempt > 1), sum(n.deferred_ms) FROM executions_noderun n "
-            f"JOIN executions_run r ON r.id = n.run_id WHERE {where_d} GROUP BY n.type"), params_d),
+            (
+                f"SELECT n.type, count(*), count(*) FILTER (WHERE n.attempt > 1), sum(n.deferred_ms) FROM executions_noderun n "
+                f"JOIN executions_run r ON r.id = n.run_id WHERE {where_d} GROUP BY n.type"
+            ),
+            params_d,
+        ),
         "failing nodes (one workflow, 1 day)": (
-            (f"SELECT r.workflow_id, n.node_id, coalesce(n.error->>'code', 'unknown'), count(*) FROM executions_noderun n "
-            f"JOIN executions_run r ON r.id = n.run_id WHERE {where_w} AND n.status IN ('failed', 'timed_out') GROUP BY 1, 2, 3"),
-            params_w),
+            (
+                f"SELECT r.workflow_id, n.node_id, coalesce(n.error->>'code', 'unknown'), count(*) FROM executions_noderun n "
+                f"JOIN executions_run r ON r.id = n.run_id WHERE {where_w} AND n.status IN ('failed', 'timed_out') GROUP BY 1, 2, 3"
+            ),
+            params_w,
+        ),
     }
     with connection.cursor() as cur:
         for name, (sql, p) in explain.items():
@@ -188,12 +203,16 @@ def main() -> None:
 
     for name, plan in plans.items():
         print(f"\nEXPLAIN {name}:\n{plan}")
-    table("analytics query times (ms)", [(n, f"{with_idx[n]:.0f}", f"{without_idx[n]:.0f}") for n, _ in cases],
-          ("query", "with indexes", "without analytics indexes"))
+    table(
+        "analytics query times (ms)",
+        [(n, f"{with_idx[n]:.0f}", f"{without_idx[n]:.0f}") for n, _ in cases],
+        ("query", "with indexes", "without analytics indexes"),
+    )
     figures.update({f"ms_{n.replace(':', '').replace(',', '').replace(' ', '_')}": round(with_idx[n], 1) for n, _ in cases})
     figures.update({f"ms_noidx_{n.replace(':', '').replace(',', '').replace(' ', '_')}": round(without_idx[n], 1) for n, _ in cases})
-    figures["plans_use_indexes"] = {name: [i for i in (*ANALYTICS_INDEXES, "Index Only Scan", "Seq Scan") if i in plan]
-                                    for name, plan in plans.items()}
+    figures["plans_use_indexes"] = {
+        name: [i for i in (*ANALYTICS_INDEXES, "Index Only Scan", "Seq Scan") if i in plan] for name, plan in plans.items()
+    }
     emit(figures)
 
 

@@ -72,17 +72,50 @@ class Pool:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.logdir / f"chaos-{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        self.procs[name] = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+        self.procs[name] = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def worker(self, name: str) -> None:
-        self._spawn(name, [sys.executable, "-m", "celery", "-A", "zyra", "worker", "-Q", "io,cpu,sweep", "-P", "prefork",
-                           "-c", str(self.concurrency), "-n", f"{name}@%h", "--without-heartbeat", "--without-gossip",
-                           "--without-mingle", "-l", "WARNING"])
+        self._spawn(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "zyra",
+                "worker",
+                "-Q",
+                "io,cpu,sweep",
+                "-P",
+                "prefork",
+                "-c",
+                str(self.concurrency),
+                "-n",
+                f"{name}@%h",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "WARNING",
+            ],
+        )
 
     def beat(self) -> None:
-        self._spawn("beat", [sys.executable, "-m", "celery", "-A", "zyra", "beat", "-l", "WARNING", "-s",
-                             str(self.logdir / f"chaos-beat-schedule-{os.getpid()}")])
+        self._spawn(
+            "beat",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "zyra",
+                "beat",
+                "-l",
+                "WARNING",
+                "-s",
+                str(self.logdir / f"chaos-beat-schedule-{os.getpid()}"),
+            ],
+        )
 
     def kill(self, name: str) -> None:
         proc = self.procs[name]
@@ -220,7 +253,7 @@ def main() -> int:
             if pid not in killed_at:
                 unmatched += 1
                 continue
-            nxt = next((a for a in history[i + 1:] if a.get("attempt", 0) > attempt["attempt"]), None)
+            nxt = next((a for a in history[i + 1 :] if a.get("attempt", 0) > attempt["attempt"]), None)
             if nxt is not None:
                 recovery.append(ts(nxt["started_at"]) - killed_at[pid])
                 detect.append(ts(attempt["finished_at"]) - killed_at[pid])
@@ -261,8 +294,11 @@ def main() -> int:
         "sweep_interval_s": float(TIMINGS["ZYRA_SWEEP_INTERVAL_S"]),
         "problems": len(result.problems),
     }
-    table(f"Chaos: 10-node workflow, prefork workers, one SIGKILL every {args.every:g}s",
-          [(k, str(v)) for k, v in figures.items()], ("figure", "value"))
+    table(
+        f"Chaos: 10-node workflow, prefork workers, one SIGKILL every {args.every:g}s",
+        [(k, str(v)) for k, v in figures.items()],
+        ("figure", "value"),
+    )
     for problem in result.problems[:20]:
         print("  problem:", problem)
     emit(figures)

@@ -44,10 +44,9 @@ def run_once(user: Any, wf: Any, timeout: float = 600) -> tuple[float, Any]:
 
 def bare_chain(n: int) -> float:
     import redis
+    from bare_tasks import mark, noop
     from celery import chain
     from django.conf import settings
-
-    from bare_tasks import mark, noop
 
     r = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     key = f"bench:chain:{uuid.uuid4().hex}"
@@ -61,10 +60,9 @@ def bare_chain(n: int) -> float:
 
 def bare_chord(n: int) -> float:
     import redis
+    from bare_tasks import join, member
     from celery import chord
     from django.conf import settings
-
-    from bare_tasks import join, member
 
     r = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     key = f"bench:chord:{uuid.uuid4().hex}"
@@ -92,21 +90,27 @@ def main() -> None:
     try:
         # 1. hand-off
         n = 200
-        chain_def = {"nodes": [calc(f"n{i}") for i in range(n)], "edges": [{"id": f"e{i}", "source": f"n{i}", "target": f"n{i+1}"} for i in range(n - 1)]}
+        chain_def = {
+            "nodes": [calc(f"n{i}") for i in range(n)],
+            "edges": [{"id": f"e{i}", "source": f"n{i}", "target": f"n{i + 1}"} for i in range(n - 1)],
+        }
         wf = workflow(user, chain_def)
         run_once(user, wf)  # warm-up
         bare_chain(20)
         eng = [run_once(user, wf)[0] for _ in range(REPEAT)]
         bare = [bare_chain(n) for _ in range(REPEAT)]
         eng_ms, bare_ms = statistics.median(eng) / n * 1000, statistics.median(bare) / n * 1000
-        figures.update(handoff_engine_ms_per_node=round(eng_ms, 2), handoff_bare_ms_per_hop=round(bare_ms, 2),
-                       handoff_ratio=round(eng_ms / bare_ms, 2))
+        figures.update(
+            handoff_engine_ms_per_node=round(eng_ms, 2), handoff_bare_ms_per_hop=round(bare_ms, 2), handoff_ratio=round(eng_ms / bare_ms, 2)
+        )
 
         # 2. Windmill: 40 sequential fib(10), from the API call to the run's end
         from rest_framework.test import APIClient
 
-        fib = {"nodes": [{"id": f"f{i}", "type": "CALCULATOR", "data": {"config": {"operation": "fibonacci", "n": 10}}} for i in range(40)],
-               "edges": [{"id": f"e{i}", "source": f"f{i}", "target": f"f{i+1}"} for i in range(39)]}
+        fib = {
+            "nodes": [{"id": f"f{i}", "type": "CALCULATOR", "data": {"config": {"operation": "fibonacci", "n": 10}}} for i in range(40)],
+            "edges": [{"id": f"e{i}", "source": f"f{i}", "target": f"f{i + 1}"} for i in range(39)],
+        }
         wf40 = workflow(user, fib)
         client = APIClient()
         client.force_authenticate(user)
@@ -122,15 +126,22 @@ def main() -> None:
 
         # 3. fan-out / fan-in 500
         width = 500
-        fan = {"nodes": [calc("start")] + [calc(f"m{i}") for i in range(width)] + [{"id": "join", "type": "MERGE", "data": {"config": {"mode": "list"}}}],
-               "edges": [{"id": f"a{i}", "source": "start", "target": f"m{i}"} for i in range(width)]
-               + [{"id": f"b{i}", "source": f"m{i}", "target": "join"} for i in range(width)],
-               "settings": {"max_parallel_nodes": 1000}}
+        fan = {
+            "nodes": [calc("start")]
+            + [calc(f"m{i}") for i in range(width)]
+            + [{"id": "join", "type": "MERGE", "data": {"config": {"mode": "list"}}}],
+            "edges": [{"id": f"a{i}", "source": "start", "target": f"m{i}"} for i in range(width)]
+            + [{"id": f"b{i}", "source": f"m{i}", "target": "join"} for i in range(width)],
+            "settings": {"max_parallel_nodes": 1000},
+        }
         wff = workflow(user, fan)
         eng = [run_once(user, wff)[0] for _ in range(REPEAT)]
         bare = [bare_chord(width) for _ in range(REPEAT)]
-        figures.update(fanout500_engine_s=round(statistics.median(eng), 3), fanout500_bare_chord_s=round(statistics.median(bare), 3),
-                       fanout500_ratio=round(statistics.median(eng) / statistics.median(bare), 2))
+        figures.update(
+            fanout500_engine_s=round(statistics.median(eng), 3),
+            fanout500_bare_chord_s=round(statistics.median(bare), 3),
+            fanout500_ratio=round(statistics.median(eng) / statistics.median(bare), 2),
+        )
 
         # 4. parallel speedup: 8 x 4 nodes of 200 ms I/O
         def branches(sequential: bool) -> dict[str, Any]:
@@ -140,7 +151,7 @@ def main() -> None:
                 for k in range(4):
                     nid = f"b{b}n{k}"
                     nodes.append({"id": nid, "type": "HTTP_REQUEST", "data": {"config": {"url": server.url("/io")}}})
-                    src = "start" if k == 0 else f"b{b}n{k-1}"
+                    src = "start" if k == 0 else f"b{b}n{k - 1}"
                     edges.append({"id": f"{src}->{nid}", "source": src, "target": nid})
             return {"nodes": nodes, "edges": edges, "settings": {"max_parallel_nodes": 16, "sequential": sequential}}
 
@@ -149,20 +160,46 @@ def main() -> None:
         par = [run_once(user, wfp)[0] for _ in range(REPEAT)]
         seq = run_once(user, wfs)[0]
         makespan = statistics.median(par)
-        figures.update(parallel_makespan_s=round(makespan, 3), parallel_critical_path_s=0.8,
-                       parallel_vs_critical_path=round(makespan / 0.8, 2), sequential_s=round(seq, 3),
-                       parallel_speedup_vs_sequential=round(seq / makespan, 2))
+        figures.update(
+            parallel_makespan_s=round(makespan, 3),
+            parallel_critical_path_s=0.8,
+            parallel_vs_critical_path=round(makespan / 0.8, 2),
+            sequential_s=round(seq, 3),
+            parallel_speedup_vs_sequential=round(seq / makespan, 2),
+        )
     finally:
         workers.stop()
         server.close()
 
-    table("Engine vs bare Celery (same broker, same worker, same run)", [
-        ("hand-off per node (200 chain)", f"{figures['handoff_engine_ms_per_node']} ms", f"{figures['handoff_bare_ms_per_hop']} ms", f"{figures['handoff_ratio']}x", "<= 3x"),
-        ("fan-out/fan-in 500", f"{figures['fanout500_engine_s']} s", f"{figures['fanout500_bare_chord_s']} s", f"{figures['fanout500_ratio']}x", "<= 2x"),
-        ("40 sequential fib(10), API to end", f"{figures['windmill_40_sequential_s']} s", "-", "-", "< 0.5 s"),
-        ("8x4 x 200 ms I/O makespan", f"{figures['parallel_makespan_s']} s", f"critical path 0.8 s", f"{figures['parallel_vs_critical_path']}x", "<= 1.2x"),
-        ("  sequential mode", f"{figures['sequential_s']} s", "-", f"speedup {figures['parallel_speedup_vs_sequential']}x", ">= 5x"),
-    ], ("measure", "engine", "baseline", "ratio", "target"))
+    table(
+        "Engine vs bare Celery (same broker, same worker, same run)",
+        [
+            (
+                "hand-off per node (200 chain)",
+                f"{figures['handoff_engine_ms_per_node']} ms",
+                f"{figures['handoff_bare_ms_per_hop']} ms",
+                f"{figures['handoff_ratio']}x",
+                "<= 3x",
+            ),
+            (
+                "fan-out/fan-in 500",
+                f"{figures['fanout500_engine_s']} s",
+                f"{figures['fanout500_bare_chord_s']} s",
+                f"{figures['fanout500_ratio']}x",
+                "<= 2x",
+            ),
+            ("40 sequential fib(10), API to end", f"{figures['windmill_40_sequential_s']} s", "-", "-", "< 0.5 s"),
+            (
+                "8x4 x 200 ms I/O makespan",
+                f"{figures['parallel_makespan_s']} s",
+                "critical path 0.8 s",
+                f"{figures['parallel_vs_critical_path']}x",
+                "<= 1.2x",
+            ),
+            ("  sequential mode", f"{figures['sequential_s']} s", "-", f"speedup {figures['parallel_speedup_vs_sequential']}x", ">= 5x"),
+        ],
+        ("measure", "engine", "baseline", "ratio", "target"),
+    )
     emit(figures)
 
 

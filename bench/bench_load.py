@@ -101,11 +101,32 @@ def definition(target_url: str) -> dict[str, Any]:
     def calc(node_id: str) -> dict[str, Any]:
         return n(node_id, "CALCULATOR", {"operation": "add", "a": 1, "b": 2})
 
-    nodes = [n("start", "MANUAL", {}), n("wait", "DELAY", {"seconds": "{{ input.delay }}"}),
-             n("fetch", "HTTP_REQUEST", {"url": target_url, "method": "GET"}), calc("c1"), calc("c2"), calc("c3"),
-             n("merge", "MERGE", {"mode": "list"}), calc("c4"), calc("c5"), calc("c6")]
-    pairs = [("start", "wait"), ("wait", "fetch"), ("wait", "c1"), ("wait", "c2"), ("wait", "c3"), ("fetch", "merge"),
-             ("c1", "merge"), ("c2", "merge"), ("c3", "merge"), ("merge", "c4"), ("c4", "c5"), ("c5", "c6")]
+    nodes = [
+        n("start", "MANUAL", {}),
+        n("wait", "DELAY", {"seconds": "{{ input.delay }}"}),
+        n("fetch", "HTTP_REQUEST", {"url": target_url, "method": "GET"}),
+        calc("c1"),
+        calc("c2"),
+        calc("c3"),
+        n("merge", "MERGE", {"mode": "list"}),
+        calc("c4"),
+        calc("c5"),
+        calc("c6"),
+    ]
+    pairs = [
+        ("start", "wait"),
+        ("wait", "fetch"),
+        ("wait", "c1"),
+        ("wait", "c2"),
+        ("wait", "c3"),
+        ("fetch", "merge"),
+        ("c1", "merge"),
+        ("c2", "merge"),
+        ("c3", "merge"),
+        ("merge", "c4"),
+        ("c4", "c5"),
+        ("c5", "c6"),
+    ]
     edges = [{"id": f"{a}-{b}", "source": a, "target": b} for a, b in pairs]
     return {"nodes": nodes, "edges": edges, "settings": {"max_parallel_nodes": 16}}
 
@@ -116,8 +137,21 @@ def start_api(kind: str, procs: int, port: int, pool: int) -> subprocess.Popen[b
     if kind == "daphne":
         args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "zyra.asgi:application"]
     else:
-        args = [sys.executable, "-m", "uvicorn", "zyra.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                "--workers", str(procs), "--log-level", "warning", "--no-access-log"]
+        args = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "zyra.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(procs),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
     log = open(logdir / "load-api.log", "ab")  # noqa: SIM115 - closed with the process
     # Under ASGI every request runs in a new thread: a persistent connection per thread would pile up
     # (CONN_MAX_AGE), so the web process uses Django's psycopg pool (DB_POOL_MAX per process).
@@ -220,10 +254,14 @@ def main() -> None:
     api = start_api(args.server, args.api_procs, port, args.api_pool)
     workers = Workers()
     poller: Poller | None = None
-    figures: dict[str, Any] = {"runs": args.runs, "workers": args.workers, "threads_per_worker": args.concurrency,
-                               "api_db_pool": args.api_pool,
-                               "api_server": f"{args.server} x{1 if args.server == 'daphne' else args.api_procs}",
-                               "delay_s": args.delay}
+    figures: dict[str, Any] = {
+        "runs": args.runs,
+        "workers": args.workers,
+        "threads_per_worker": args.concurrency,
+        "api_db_pool": args.api_pool,
+        "api_server": f"{args.server} x{1 if args.server == 'daphne' else args.api_procs}",
+        "delay_s": args.delay,
+    }
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         workers.start(args.workers, pool="threads", concurrency=args.concurrency, beat=True)
@@ -270,49 +308,71 @@ def main() -> None:
         done = 0
         with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={BENCH_DB}", autocommit=True) as conn:
             while time.monotonic() < deadline:
-                done = conn.execute("SELECT count(*) FROM executions_run WHERE workflow_id = %s AND status = ANY(%s)",
-                                    (str(wf.id), list(TERMINAL))).fetchone()[0]
+                done = conn.execute(
+                    "SELECT count(*) FROM executions_run WHERE workflow_id = %s AND status = ANY(%s)", (str(wf.id), list(TERMINAL))
+                ).fetchone()[0]
                 if done >= len(run_ids):
                     break
                 time.sleep(0.2)
             total_s = time.perf_counter() - t_start
             poller.stop.set()
             poller.thread.join(timeout=5)
-            by_status = dict(conn.execute("SELECT status, count(*) FROM executions_run WHERE workflow_id = %s GROUP BY 1",
-                                          (str(wf.id),)).fetchall())
-            handoff = [float(r[0]) for r in conn.execute(
-                "SELECT extract(epoch FROM ((n.attempts->0->>'started_at')::timestamptz - n.dispatched_at)) * 1000 "
-                "FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
-                "WHERE r.workflow_id = %s AND n.attempt = 1 AND n.dispatched_at IS NOT NULL AND jsonb_array_length(n.attempts) > 0",
-                (str(wf.id),)).fetchall()]
+            by_status = dict(
+                conn.execute("SELECT status, count(*) FROM executions_run WHERE workflow_id = %s GROUP BY 1", (str(wf.id),)).fetchall()
+            )
+            handoff = [
+                float(r[0])
+                for r in conn.execute(
+                    "SELECT extract(epoch FROM ((n.attempts->0->>'started_at')::timestamptz - n.dispatched_at)) * 1000 "
+                    "FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
+                    "WHERE r.workflow_id = %s AND n.attempt = 1 AND n.dispatched_at IS NOT NULL AND jsonb_array_length(n.attempts) > 0",
+                    (str(wf.id),),
+                ).fetchall()
+            ]
             by_node = conn.execute(
                 "SELECT n.node_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY h), percentile_cont(0.95) WITHIN GROUP (ORDER BY h) "
                 "FROM (SELECT n.node_id, extract(epoch FROM ((n.attempts->0->>'started_at')::timestamptz - n.dispatched_at)) * 1000 AS h "
                 "      FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
                 "      WHERE r.workflow_id = %s AND n.attempt = 1 AND jsonb_array_length(n.attempts) > 0) n GROUP BY 1 ORDER BY 1",
-                (str(wf.id),)).fetchall()
-            node_counts = dict(conn.execute(
-                "SELECT n.status, count(*) FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
-                "WHERE r.workflow_id = %s GROUP BY 1", (str(wf.id),)).fetchall())
+                (str(wf.id),),
+            ).fetchall()
+            node_counts = dict(
+                conn.execute(
+                    "SELECT n.status, count(*) FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
+                    "WHERE r.workflow_id = %s GROUP BY 1",
+                    (str(wf.id),),
+                ).fetchall()
+            )
             max_conn = conn.execute("SHOW max_connections").fetchone()[0]
 
         succeeded = int(by_status.get("succeeded", 0))
-        figures.update({
-            "submitted": len(run_ids), "submit_errors": len(errors), "submit_s": round(submit_s, 2),
-            "submitted_per_s": round(len(run_ids) / submit_s, 1) if submit_s else None,
-            "succeeded": succeeded, "not_succeeded": {k: v for k, v in by_status.items() if k != "succeeded"},
-            "lost": len(run_ids) - int(done), "target_calls": target.calls,
-            "total_s": round(total_s, 2), "runs_per_s": round(succeeded / total_s, 1) if total_s else None,
-            "node_runs": sum(node_counts.values()), "node_statuses": node_counts,
-            "handoff_p50_ms": round(pct(handoff, 0.5) or 0, 1), "handoff_p95_ms": round(pct(handoff, 0.95) or 0, 1),
-            "handoff_max_ms": round(max(handoff, default=0), 1),
-            "api_p50_ms": round((pct(latencies, 0.5) or 0) * 1000, 1), "api_p95_ms": round((pct(latencies, 0.95) or 0) * 1000, 1),
-            "peak_pg_connections": poller.peak_conns, "pg_max_connections": int(max_conn),
-            "worker_peak_rss_mib": round(max(poller.peak_rss_kib.values(), default=0) / 1024, 1),
-            "workers_peak_rss_total_mib": round(sum(poller.peak_rss_kib.values()) / 1024, 1),
-            "peak_runs_in_flight": poller.peak_in_flight,
-            "all_succeeded": succeeded == args.runs and not errors,
-        })
+        figures.update(
+            {
+                "submitted": len(run_ids),
+                "submit_errors": len(errors),
+                "submit_s": round(submit_s, 2),
+                "submitted_per_s": round(len(run_ids) / submit_s, 1) if submit_s else None,
+                "succeeded": succeeded,
+                "not_succeeded": {k: v for k, v in by_status.items() if k != "succeeded"},
+                "lost": len(run_ids) - int(done),
+                "target_calls": target.calls,
+                "total_s": round(total_s, 2),
+                "runs_per_s": round(succeeded / total_s, 1) if total_s else None,
+                "node_runs": sum(node_counts.values()),
+                "node_statuses": node_counts,
+                "handoff_p50_ms": round(pct(handoff, 0.5) or 0, 1),
+                "handoff_p95_ms": round(pct(handoff, 0.95) or 0, 1),
+                "handoff_max_ms": round(max(handoff, default=0), 1),
+                "api_p50_ms": round((pct(latencies, 0.5) or 0) * 1000, 1),
+                "api_p95_ms": round((pct(latencies, 0.95) or 0) * 1000, 1),
+                "peak_pg_connections": poller.peak_conns,
+                "pg_max_connections": int(max_conn),
+                "worker_peak_rss_mib": round(max(poller.peak_rss_kib.values(), default=0) / 1024, 1),
+                "workers_peak_rss_total_mib": round(sum(poller.peak_rss_kib.values()) / 1024, 1),
+                "peak_runs_in_flight": poller.peak_in_flight,
+                "all_succeeded": succeeded == args.runs and not errors,
+            }
+        )
         if errors:
             figures["first_errors"] = errors[:3]
         table("node hand-off by node (ms)", [(n, f"{p50:.0f}", f"{p95:.0f}") for n, p50, p95 in by_node], ("node", "p50", "p95"))

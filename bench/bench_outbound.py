@@ -82,7 +82,9 @@ class FastServer:
     def _serve(self, conn: socket.socket) -> None:
         response = (
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-            + str(len(self.BODY)).encode() + b"\r\n\r\n" + self.BODY
+            + str(len(self.BODY)).encode()
+            + b"\r\n\r\n"
+            + self.BODY
         )
         buf = b""
         with conn:
@@ -155,9 +157,22 @@ def main() -> None:
     def ctx() -> NodeContext:
         config = {"url": url, "method": "GET"}
         return NodeContext(
-            run_id="bench", workflow_id="bench", owner_id=0, node_id="call", node_type="HTTP_REQUEST", attempt=1,
-            config=config, raw_config=config, data={"config": config}, input=None, inputs_by_node={}, run_input={},
-            deadline=time.monotonic() + 30, timeout_s=30, idempotency_key="bench:call:1", redactor=Redactor(),
+            run_id="bench",
+            workflow_id="bench",
+            owner_id=0,
+            node_id="call",
+            node_type="HTTP_REQUEST",
+            attempt=1,
+            config=config,
+            raw_config=config,
+            data={"config": config},
+            input=None,
+            inputs_by_node={},
+            run_input={},
+            deadline=time.monotonic() + 30,
+            timeout_s=30,
+            idempotency_key="bench:call:1",
+            redactor=Redactor(),
         )
 
     def plain() -> None:
@@ -212,19 +227,30 @@ def main() -> None:
     print(f"{'path':<8} {'median ms':>10} {'mean ms':>10} {'p95 ms':>10} {'p99 ms':>10}")
     for name, med, mean, p95, p99 in rows:
         print(f"{name:<8} {med:>10.3f} {mean:>10.3f} {p95:>10.3f} {p99:>10.3f}")
-    print(f"added by limiter + breaker: median {added_median:.3f} ms, mean {added_mean:.3f} ms per call "
-          f"(target <= 2 ms: {'met' if added_median <= 2.0 else 'NOT met'})")
+    print(
+        f"added by limiter + breaker: median {added_median:.3f} ms, mean {added_mean:.3f} ms per call "
+        f"(target <= 2 ms: {'met' if added_median <= 2.0 else 'NOT met'})"
+    )
     print("median per guard step: " + ", ".join(f"{k} {v:.3f} ms" for k, v in step_ms.items()))
     load = os.getloadavg()
-    print(f"breaker rows saw {total_calls} calls; server answered {server.requests} requests; "
-          f"load average {load[0]:.1f} on {os.cpu_count()} CPUs (a busy box inflates every round trip)")
+    print(
+        f"breaker rows saw {total_calls} calls; server answered {server.requests} requests; "
+        f"load average {load[0]:.1f} on {os.cpu_count()} CPUs (a busy box inflates every round trip)"
+    )
     result: dict[str, Any] = {
-        "bench": "outbound", "iterations": args.iterations, "mode": mode,
-        "plain_median_ms": round(rows[0][1], 3), "node_median_ms": round(rows[1][1], 3),
-        "plain_p95_ms": round(rows[0][3], 3), "node_p95_ms": round(rows[1][3], 3),
-        "added_median_ms": round(added_median, 3), "added_mean_ms": round(added_mean, 3),
-        "target_ms": 2.0, "target_met": added_median <= 2.0,
-        "steps_median_ms": {k: round(v, 3) for k, v in step_ms.items()}, "loadavg_1m": round(load[0], 2),
+        "bench": "outbound",
+        "iterations": args.iterations,
+        "mode": mode,
+        "plain_median_ms": round(rows[0][1], 3),
+        "node_median_ms": round(rows[1][1], 3),
+        "plain_p95_ms": round(rows[0][3], 3),
+        "node_p95_ms": round(rows[1][3], 3),
+        "added_median_ms": round(added_median, 3),
+        "added_mean_ms": round(added_mean, 3),
+        "target_ms": 2.0,
+        "target_met": added_median <= 2.0,
+        "steps_median_ms": {k: round(v, 3) for k, v in step_ms.items()},
+        "loadavg_1m": round(load[0], 2),
     }
     server.close()
     print(json.dumps(result))

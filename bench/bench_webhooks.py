@@ -59,7 +59,12 @@ def _start_daphne(sock: socket.socket, n: int) -> list[subprocess.Popen[bytes]]:
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), "zyra.asgi:application"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(sock.fileno(),),
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(sock.fileno(),),
             )
         )
     deadline = time.monotonic() + 60
@@ -135,8 +140,16 @@ async def _load(url: str, rate: float, seconds: float, prefix: str) -> list[dict
                 status, payload = resp.status_code, resp.json() if resp.status_code == 202 else resp.text[:200]
             except httpx.HTTPError as exc:
                 status, payload = 0, repr(exc)
-            results.append({"i": i, "status": status, "ms": (time.perf_counter() - started) * 1000, "sent": started,
-                            "done": time.perf_counter(), "body": payload})
+            results.append(
+                {
+                    "i": i,
+                    "status": status,
+                    "ms": (time.perf_counter() - started) * 1000,
+                    "sent": started,
+                    "done": time.perf_counter(),
+                    "body": payload,
+                }
+            )
 
         t0 = time.perf_counter() + 0.2
         await asyncio.gather(*(one(i, t0 + i / rate) for i in range(total)))
@@ -220,14 +233,34 @@ def main() -> None:
         ],
         ("metric", "value"),
     )
-    print(json.dumps({
-        "bench": "webhooks", "rate": args.rate, "web_processes": args.web, "seconds": args.seconds, "sent": sent, "accepted": len(accepted),
-        "accepted_per_s": round(len(accepted) / span, 1), "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
-        "max_ms": round(lat[-1], 2) if lat else 0, "runs": runs_in_db, "deliveries": deliveries, "duplicates": duplicates,
-        "lost": lost, "missing_runs": missing_runs, "other_statuses": others, "correct": correct, "rate_met": rate_met,
-        "server_cpu_ms_per_delivery": round(server_cpu * 1000 / max(1, sent), 2),
-        "loadavg_1m": round(load[0], 2), "ok": correct and rate_met,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "webhooks",
+                "rate": args.rate,
+                "web_processes": args.web,
+                "seconds": args.seconds,
+                "sent": sent,
+                "accepted": len(accepted),
+                "accepted_per_s": round(len(accepted) / span, 1),
+                "p50_ms": pct(0.5),
+                "p95_ms": pct(0.95),
+                "p99_ms": pct(0.99),
+                "max_ms": round(lat[-1], 2) if lat else 0,
+                "runs": runs_in_db,
+                "deliveries": deliveries,
+                "duplicates": duplicates,
+                "lost": lost,
+                "missing_runs": missing_runs,
+                "other_statuses": others,
+                "correct": correct,
+                "rate_met": rate_met,
+                "server_cpu_ms_per_delivery": round(server_cpu * 1000 / max(1, sent), 2),
+                "loadavg_1m": round(load[0], 2),
+                "ok": correct and rate_met,
+            }
+        )
+    )
     if not (correct and rate_met):
         raise SystemExit(1)
 

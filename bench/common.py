@@ -65,20 +65,48 @@ class Workers:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, n: int = 1, pool: str = "threads", concurrency: int = 8, queues: str = "io,cpu,sweep",
-              include: str | None = None, extra_env: dict[str, str] | None = None, beat: bool = False) -> None:
+    def start(
+        self,
+        n: int = 1,
+        pool: str = "threads",
+        concurrency: int = 8,
+        queues: str = "io,cpu,sweep",
+        include: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        beat: bool = False,
+    ) -> None:
         logdir = ROOT / "artifacts" / "bench"
         logdir.mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            args = [sys.executable, "-m", "celery", "-A", "zyra", "worker", "-Q", queues, "-P", pool, "-c", str(concurrency),
-                    "-n", f"bench{i}-{len(self.procs)}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING"]
+            args = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "zyra",
+                "worker",
+                "-Q",
+                queues,
+                "-P",
+                pool,
+                "-c",
+                str(concurrency),
+                "-n",
+                f"bench{i}-{len(self.procs)}@%h",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "WARNING",
+            ]
             if include:
                 args += ["-I", include]
             if beat and i == 0:
                 args += ["-B", "-s", str(logdir / "beat-schedule")]
             log = open(logdir / f"worker-{len(self.procs)}.log", "ab")  # noqa: SIM115
-            self.procs.append(subprocess.Popen(args, cwd=ROOT, env=bench_env(extra_env), stdout=log, stderr=subprocess.STDOUT,
-                                               start_new_session=True))
+            self.procs.append(
+                subprocess.Popen(args, cwd=ROOT, env=bench_env(extra_env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            )
         time.sleep(2.5)
 
     def stop(self) -> None:

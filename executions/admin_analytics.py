@@ -20,10 +20,17 @@ from executions import analytics
 from executions.models import DailyWorkflowStats
 from zyra.errors import ZyraError
 
-COLOURS = {"succeeded": "#2e7d32", "partially_succeeded": "#f9a825", "failed": "#c62828", "timed_out": "#6a1b9a",
-           "cancelled": "#757575"}
-CAPS = ("ZYRA_MAX_NODES", "ZYRA_MAX_DEFINITION_BYTES", "ZYRA_MAX_INPUT_BYTES", "ZYRA_MAX_OUTPUT_BYTES", "ZYRA_EVENT_OUTPUT_BYTES",
-        "DATA_UPLOAD_MAX_MEMORY_SIZE", "ZYRA_DEFAULT_MAX_PARALLEL", "ZYRA_RETENTION_DAYS")
+COLOURS = {"succeeded": "#2e7d32", "partially_succeeded": "#f9a825", "failed": "#c62828", "timed_out": "#6a1b9a", "cancelled": "#757575"}
+CAPS = (
+    "ZYRA_MAX_NODES",
+    "ZYRA_MAX_DEFINITION_BYTES",
+    "ZYRA_MAX_INPUT_BYTES",
+    "ZYRA_MAX_OUTPUT_BYTES",
+    "ZYRA_EVENT_OUTPUT_BYTES",
+    "DATA_UPLOAD_MAX_MEMORY_SIZE",
+    "ZYRA_DEFAULT_MAX_PARALLEL",
+    "ZYRA_RETENTION_DAYS",
+)
 
 
 def _fmt(v: float | None) -> str:
@@ -32,18 +39,21 @@ def _fmt(v: float | None) -> str:
     return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms"
 
 
-def svg_stacked_bars(buckets: Sequence[dict[str, Any]], keys: Sequence[str], *, width: int = 860, height: int = 220,
-                     label_every: int = 1) -> SafeString:
+def svg_stacked_bars(
+    buckets: Sequence[dict[str, Any]], keys: Sequence[str], *, width: int = 860, height: int = 220, label_every: int = 1
+) -> SafeString:
     """One stacked bar per bucket (runs by outcome), a y axis with the maximum, every bar titled."""
     left, bottom, top = 40, 30, 10
     plot_w, plot_h = width - left - 10, height - bottom - top
     peak = max([sum(int(b.get(k, 0)) for k in keys) for b in buckets] + [1])
     step = plot_w / max(len(buckets), 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="zyra-chart" width="{width}" height="{height}" role="img">',
-             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#999"/>',
-             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
-             f'<text x="{left - 4}" y="{top + 10}" font-size="10" text-anchor="end">{peak}</text>',
-             f'<text x="{left - 4}" y="{top + plot_h}" font-size="10" text-anchor="end">0</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="zyra-chart" width="{width}" height="{height}" role="img">',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#999"/>',
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
+        f'<text x="{left - 4}" y="{top + 10}" font-size="10" text-anchor="end">{peak}</text>',
+        f'<text x="{left - 4}" y="{top + plot_h}" font-size="10" text-anchor="end">0</text>',
+    ]
     for i, b in enumerate(buckets):
         x = left + i * step + step * 0.1
         y = float(top + plot_h)
@@ -52,8 +62,10 @@ def svg_stacked_bars(buckets: Sequence[dict[str, Any]], keys: Sequence[str], *, 
             if value:
                 h = plot_h * value / peak
                 y -= h
-                parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{step * 0.8:.1f}" height="{h:.1f}" fill="{COLOURS.get(key, "#1565c0")}">'
-                             f'<title>{escape(str(b.get("bucket", "")))} {escape(key)}: {value}</title></rect>')
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y:.1f}" width="{step * 0.8:.1f}" height="{h:.1f}" fill="{COLOURS.get(key, "#1565c0")}">'
+                    f"<title>{escape(str(b.get('bucket', '')))} {escape(key)}: {value}</title></rect>"
+                )
         if i % label_every == 0:
             label = str(b.get("bucket", ""))[5:16].replace("T00:00", "").replace("T", " ")
             parts.append(f'<text x="{x + step * 0.4:.1f}" y="{height - 12}" font-size="9" text-anchor="middle">{escape(label)}</text>')
@@ -75,10 +87,12 @@ def svg_line(points: Sequence[tuple[str, float | None]], *, width: int = 860, he
         x, y = left + i * step, top + plot_h - plot_h * v / peak
         coords.append(f"{x:.1f},{y:.1f}")
         dots.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"><title>{escape(label)}: {escape(_fmt(v))}</title></circle>')
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="zyra-chart" width="{width}" height="{height}" role="img">',
-             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#999"/>',
-             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
-             f'<text x="{left - 4}" y="{top + 10}" font-size="10" text-anchor="end">{escape(_fmt(peak))}</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="zyra-chart" width="{width}" height="{height}" role="img">',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#999"/>',
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
+        f'<text x="{left - 4}" y="{top + 10}" font-size="10" text-anchor="end">{escape(_fmt(peak))}</text>',
+    ]
     if coords:
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(coords)}"/>')
     parts += dots
@@ -119,11 +133,18 @@ def analytics_dashboard(request: HttpRequest) -> HttpResponse:
     series = summary["series"]
     label_every = max(1, len(series) // 24)
     keys = ("succeeded", "partially_succeeded", "failed", "timed_out", "cancelled")
-    node_rows = [(t["type"], float(t["node_runs"]),
-                  (f"{t['type']}: {t['node_runs']} node runs, failure rate {_percent(t['failure_rate'])}, "
-                   f"p95 {_fmt(t['duration_ms']['p95'])}")) for t in summary["node_types"]]
-    fail_rows = [(t["type"], round((t["failure_rate"] or 0) * 100, 1), f"{t['type']}: {t['failed'] + t['timed_out']} failed")
-                 for t in summary["node_types"]]
+    node_rows = [
+        (
+            t["type"],
+            float(t["node_runs"]),
+            (f"{t['type']}: {t['node_runs']} node runs, failure rate {_percent(t['failure_rate'])}, p95 {_fmt(t['duration_ms']['p95'])}"),
+        )
+        for t in summary["node_types"]
+    ]
+    fail_rows = [
+        (t["type"], round((t["failure_rate"] or 0) * 100, 1), f"{t['type']}: {t['failed'] + t['timed_out']} failed")
+        for t in summary["node_types"]
+    ]
     deferred_rows = [(reason, float(ms), f"{reason}: {ms} ms") for reason, ms in summary["deferred_ms"]["by_reason"].items()]
     context = {
         **admin.site.each_context(request),
@@ -140,13 +161,27 @@ def analytics_dashboard(request: HttpRequest) -> HttpResponse:
         "node_chart": svg_hbars(node_rows),
         "node_fail_chart": svg_hbars(fail_rows, unit=" %"),
         "deferred_chart": svg_hbars(deferred_rows, unit=" ms") if deferred_rows else None,
-        "workflows": [{**w, "rates": {k: _percent(w[k]) for k in ("success_rate", "failure_rate", "partial_rate")},
-                       "p95": _fmt(w["duration_ms"]["p95"])} for w in per_wf],
+        "workflows": [
+            {
+                **w,
+                "rates": {k: _percent(w[k]) for k in ("success_rate", "failure_rate", "partial_rate")},
+                "p95": _fmt(w["duration_ms"]["p95"]),
+            }
+            for w in per_wf
+        ],
         "flags": sorted(settings.ZYRA_FEATURES.items()),
         "caps": [(name, getattr(settings, name, None)) for name in CAPS],
         "api_url": "/api/analytics/?" + "&".join(f"{k}={v}" for k, v in params.items()),
-        "node_types": [{**t, "fail": _percent(t["failure_rate"]), "p50": _fmt(t["duration_ms"]["p50"]),
-                        "p95": _fmt(t["duration_ms"]["p95"]), "p99": _fmt(t["duration_ms"]["p99"])} for t in summary["node_types"]],
+        "node_types": [
+            {
+                **t,
+                "fail": _percent(t["failure_rate"]),
+                "p50": _fmt(t["duration_ms"]["p50"]),
+                "p95": _fmt(t["duration_ms"]["p95"]),
+                "p99": _fmt(t["duration_ms"]["p99"]),
+            }
+            for t in summary["node_types"]
+        ],
     }
     return TemplateResponse(request, "admin/executions/analytics.html", context)
 
@@ -155,13 +190,22 @@ def analytics_dashboard(request: HttpRequest) -> HttpResponse:
 analytics_view = admin.site.admin_view(analytics_dashboard)
 
 
-
 @admin.register(DailyWorkflowStats)
 class DailyWorkflowStatsAdmin(admin.ModelAdmin):
     """Archived days (written by retention): read-only, like the runs they summarise."""
 
-    list_display = ("day", "workflow", "runs", "succeeded", "failed", "partially_succeeded", "timed_out", "cancelled",
-                    "node_runs", "nodes_retried")
+    list_display = (
+        "day",
+        "workflow",
+        "runs",
+        "succeeded",
+        "failed",
+        "partially_succeeded",
+        "timed_out",
+        "cancelled",
+        "node_runs",
+        "nodes_retried",
+    )
     list_filter = ("day",)
     search_fields = ("workflow__name",)
     date_hierarchy = "day"

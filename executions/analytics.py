@@ -85,9 +85,14 @@ def _parse_instant(raw: str, *, end: bool) -> datetime | None:
     return datetime.combine(day + timedelta(days=1) if end else day, time.min, tzinfo=UTC)
 
 
-def scope_from_query(*, params: Mapping[str, str], user: Any, workflow_id: uuid.UUID | None = None,
-                     allow: Iterable[str] = ("from", "to", "bucket", "limit", "workflow"),
-                     now: datetime | None = None) -> Scope:
+def scope_from_query(
+    *,
+    params: Mapping[str, str],
+    user: Any,
+    workflow_id: uuid.UUID | None = None,
+    allow: Iterable[str] = ("from", "to", "bucket", "limit", "workflow"),
+    now: datetime | None = None,
+) -> Scope:
     """Validate the query string; every problem is reported at once under ``/query/<name>``."""
     allowed = set(allow)
     details: list[ErrorDetail] = []
@@ -116,8 +121,11 @@ def scope_from_query(*, params: Mapping[str, str], user: Any, workflow_id: uuid.
         else:
             step = timedelta(days=1) if bucket == "day" else timedelta(hours=1)
             if (end - start) / step > MAX_BUCKETS[bucket]:
-                details.append(ErrorDetail("/query/to", "range_too_long",
-                                           f"at most {MAX_BUCKETS[bucket]} {bucket} buckets; narrow the range or use bucket=day"))
+                details.append(
+                    ErrorDetail(
+                        "/query/to", "range_too_long", f"at most {MAX_BUCKETS[bucket]} {bucket} buckets; narrow the range or use bucket=day"
+                    )
+                )
     limit = 100
     if params.get("limit"):
         try:
@@ -205,19 +213,38 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _duration_block(*, exact: list[float] | None = None, pct: tuple[Any, Any, Any] | None = None, count: int = 0,
-                    total_ms: float = 0.0, hist: Mapping[str, int] | None = None, max_ms: float | None = None) -> dict[str, Any]:
+def _duration_block(
+    *,
+    exact: list[float] | None = None,
+    pct: tuple[Any, Any, Any] | None = None,
+    count: int = 0,
+    total_ms: float = 0.0,
+    hist: Mapping[str, int] | None = None,
+    max_ms: float | None = None,
+) -> dict[str, Any]:
     """Percentiles exact (sorted values or database percentiles) or, with ``hist``, from the histogram."""
     if hist is not None:
-        return {"count": count, "avg": _round(total_ms / count) if count else None, "p50": _round(hist_percentile(hist, 0.5)),
-                "p95": _round(hist_percentile(hist, 0.95)), "p99": _round(hist_percentile(hist, 0.99)), "approximate": True}
+        return {
+            "count": count,
+            "avg": _round(total_ms / count) if count else None,
+            "p50": _round(hist_percentile(hist, 0.5)),
+            "p95": _round(hist_percentile(hist, 0.95)),
+            "p99": _round(hist_percentile(hist, 0.99)),
+            "approximate": True,
+        }
     if exact is not None:
         pct = (percentile(exact, 0.5), percentile(exact, 0.95), percentile(exact, 0.99))
         count = len(exact)
         total_ms = sum(exact)
     p50, p95, p99 = pct or (None, None, None)
-    return {"count": count, "avg": _round(total_ms / count) if count else None,
-            "p50": _round(p50), "p95": _round(p95), "p99": _round(p99), "approximate": False}
+    return {
+        "count": count,
+        "avg": _round(total_ms / count) if count else None,
+        "p50": _round(p50),
+        "p95": _round(p95),
+        "p99": _round(p99),
+        "approximate": False,
+    }
 
 
 def _counts_block(counts: Mapping[str, int]) -> dict[str, Any]:
@@ -325,8 +352,11 @@ def _fetch(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
 
 def _run_cols() -> str:
     cols = ["count(*)"] + [f"count(*) FILTER (WHERE r.status = '{s}')" for s in RUN_COUNTS]
-    cols += [_PCTL.format(expr=_RUN_DUR, cond=_RUN_DONE), f"count(*) FILTER (WHERE {_RUN_DONE})",
-             f"coalesce(sum({_RUN_DUR}) FILTER (WHERE {_RUN_DONE}), 0)"]
+    cols += [
+        _PCTL.format(expr=_RUN_DUR, cond=_RUN_DONE),
+        f"count(*) FILTER (WHERE {_RUN_DONE})",
+        f"coalesce(sum({_RUN_DUR}) FILTER (WHERE {_RUN_DONE}), 0)",
+    ]
     return ", ".join(cols)
 
 
@@ -341,8 +371,10 @@ def _run_row(row: tuple[Any, ...]) -> tuple[Counter[str], tuple[Any, Any, Any], 
 def _sql_run_hist(scope: Scope, group: str | None = None) -> dict[Any, dict[str, int]]:
     where, params = _where(scope)
     gcol = f"{group}, " if group else ""
-    sql = (f"SELECT {gcol}floor(ln(greatest({_RUN_DUR}, 0) + 1) / ln({HIST_BASE}))::int AS b, count(*) "
-           f"FROM executions_run r WHERE {where} AND {_RUN_DONE} GROUP BY {gcol}b")
+    sql = (
+        f"SELECT {gcol}floor(ln(greatest({_RUN_DUR}, 0) + 1) / ln({HIST_BASE}))::int AS b, count(*) "
+        f"FROM executions_run r WHERE {where} AND {_RUN_DONE} GROUP BY {gcol}b"
+    )
     out: dict[Any, dict[str, int]] = defaultdict(dict)
     for row in _fetch(sql, params):
         key = row[0] if group else None
@@ -403,8 +435,12 @@ def _load_nodes(run_ids: list[Any]) -> list[tuple[Any, ...]]:
 
     out: list[tuple[Any, ...]] = []
     for i in range(0, len(run_ids), 500):  # SQLite caps the parameters of one statement
-        out += NodeRun.objects.filter(run_id__in=run_ids[i:i + 500]).order_by().values_list(
-            "run_id", "node_id", "type", "status", "attempt", "deferred_ms", "defer_reason", "started_at", "finished_at", "error"
+        out += (
+            NodeRun.objects.filter(run_id__in=run_ids[i : i + 500])
+            .order_by()
+            .values_list(
+                "run_id", "node_id", "type", "status", "attempt", "deferred_ms", "defer_reason", "started_at", "finished_at", "error"
+            )
         )
     return out
 
@@ -421,7 +457,8 @@ def _series(scope: Scope, archived: list[Any], sql: bool, runs: list[tuple[Any, 
         params = {**params, "bucket": scope.bucket}
         rows = _fetch(
             f"SELECT date_trunc(%(bucket)s, r.created_at AT TIME ZONE 'UTC') AS b, {_run_cols()} "
-            f"FROM executions_run r WHERE {where} GROUP BY b", params,
+            f"FROM executions_run r WHERE {where} GROUP BY b",
+            params,
         )
         for row in rows:
             b = row[0].replace(tzinfo=UTC)
@@ -463,8 +500,21 @@ def _series(scope: Scope, archived: list[Any], sql: bool, runs: list[tuple[Any, 
 
 
 def _empty_type() -> dict[str, Any]:
-    return {"node_runs": 0, "succeeded": 0, "failed": 0, "timed_out": 0, "skipped": 0, "cancelled": 0,
-            "nodes_retried": 0, "extra_attempts": 0, "deferred_ms": Counter(), "durations": [], "hist": {}, "dsum": 0.0, "dcount": 0}
+    return {
+        "node_runs": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "timed_out": 0,
+        "skipped": 0,
+        "cancelled": 0,
+        "nodes_retried": 0,
+        "extra_attempts": 0,
+        "deferred_ms": Counter(),
+        "durations": [],
+        "hist": {},
+        "dsum": 0.0,
+        "dcount": 0,
+    }
 
 
 def _node_figures_python(nodes: list[tuple[Any, ...]], run_wf: Mapping[Any, Any]) -> dict[str, Any]:
@@ -505,13 +555,16 @@ def _node_figures_sql(scope: Scope) -> dict[str, Any]:
         "SELECT n.type, count(*), "
         + ", ".join(f"count(*) FILTER (WHERE n.status = '{s}')" for s in ("succeeded", "failed", "timed_out", "skipped", "cancelled"))
         + ", count(*) FILTER (WHERE n.attempt > 1), coalesce(sum(n.attempt - 1) FILTER (WHERE n.attempt > 1), 0), "
-        + _PCTL.format(expr=_NODE_DUR, cond=_NODE_DONE) + f", count(*) FILTER (WHERE {_NODE_DONE}), "
+        + _PCTL.format(expr=_NODE_DUR, cond=_NODE_DONE)
+        + f", count(*) FILTER (WHERE {_NODE_DONE}), "
         + f"coalesce(sum({_NODE_DUR}) FILTER (WHERE {_NODE_DONE}), 0) {join} GROUP BY n.type",
         params,
     )
     for row in rows:
         t = types[row[0]]
-        for i, key in enumerate(("node_runs", "succeeded", "failed", "timed_out", "skipped", "cancelled", "nodes_retried", "extra_attempts")):
+        for i, key in enumerate(
+            ("node_runs", "succeeded", "failed", "timed_out", "skipped", "cancelled", "nodes_retried", "extra_attempts")
+        ):
             t[key] = int(row[1 + i])
         t["pct"] = tuple(row[9]) if row[9] else (None, None, None)
         t["dcount"], t["dsum"] = int(row[10]), float(row[11] or 0)
@@ -524,13 +577,16 @@ def _node_figures_sql(scope: Scope) -> dict[str, Any]:
     failing: dict[tuple[Any, str], dict[str, Any]] = {}
     for wf, node_id, type_, code, count in _fetch(
         f"SELECT r.workflow_id, n.node_id, min(n.type), coalesce(n.error->>'code', 'unknown'), count(*) {join} "
-        "AND n.status IN ('failed', 'timed_out') GROUP BY 1, 2, 4", params,
+        "AND n.status IN ('failed', 'timed_out') GROUP BY 1, 2, 4",
+        params,
     ):
         f = failing.setdefault((wf, node_id), {"type": type_, "failures": 0, "codes": Counter()})
         f["failures"] += int(count)
         f["codes"][code] += int(count)
     return {
-        "types": types, "failing": failing, "deferred": deferred,
+        "types": types,
+        "failing": failing,
+        "deferred": deferred,
         "nodes_retried": sum(t["nodes_retried"] for t in types.values()),
         "extra_attempts": sum(t["extra_attempts"] for t in types.values()),
     }
@@ -579,8 +635,13 @@ def _type_block(type_: str, t: dict[str, Any], live_hist: Mapping[str, int] | No
         duration = _duration_block(exact=sorted(t["durations"]))
     ended = t["succeeded"] + t["failed"] + t["timed_out"]
     return {
-        "type": type_, "node_runs": t["node_runs"], "succeeded": t["succeeded"], "failed": t["failed"],
-        "timed_out": t["timed_out"], "skipped": t["skipped"], "cancelled": t["cancelled"],
+        "type": type_,
+        "node_runs": t["node_runs"],
+        "succeeded": t["succeeded"],
+        "failed": t["failed"],
+        "timed_out": t["timed_out"],
+        "skipped": t["skipped"],
+        "cancelled": t["cancelled"],
         "failure_rate": _rate(t["failed"] + t["timed_out"], ended),
         "duration_ms": duration,
         "retries": {"nodes_retried": t["nodes_retried"], "extra_attempts": t["extra_attempts"]},
@@ -591,8 +652,14 @@ def _type_block(type_: str, t: dict[str, Any], live_hist: Mapping[str, int] | No
 def _failing_block(failing: Mapping[tuple[Any, str], dict[str, Any]], names: Mapping[Any, str], limit: int) -> list[dict[str, Any]]:
     ranked = sorted(failing.items(), key=lambda kv: (-kv[1]["failures"], str(kv[0][0]), kv[0][1]))[:limit]
     return [
-        {"workflow_id": str(wf), "workflow": names.get(wf, ""), "node_id": node_id, "type": f["type"], "failures": f["failures"],
-         "error_codes": [{"code": c, "count": n} for c, n in sorted(f["codes"].items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CODES]]}
+        {
+            "workflow_id": str(wf),
+            "workflow": names.get(wf, ""),
+            "node_id": node_id,
+            "type": f["type"],
+            "failures": f["failures"],
+            "error_codes": [{"code": c, "count": n} for c, n in sorted(f["codes"].items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CODES]],
+        }
         for (wf, node_id), f in ranked
     ]
 
@@ -619,8 +686,11 @@ def _names(ids: Iterable[Any]) -> dict[Any, str]:
 
 
 def _meta(scope: Scope) -> dict[str, Any]:
-    return {"from": scope.start.isoformat().replace("+00:00", "Z"), "to": scope.end.isoformat().replace("+00:00", "Z"),
-            "bucket": scope.bucket}
+    return {
+        "from": scope.start.isoformat().replace("+00:00", "Z"),
+        "to": scope.end.isoformat().replace("+00:00", "Z"),
+        "bucket": scope.bucket,
+    }
 
 
 # --------------------------------------------------------------------------- selectors
@@ -686,8 +756,11 @@ def analytics_workflows(*, scope: Scope, engine: str | None = None) -> dict[str,
             hist = dict(dur["hist"])
             for r in rows_:
                 hist_add(hist, r.duration_hist)
-            duration = _duration_block(hist=hist, count=dur["count"] + sum(r.duration_count for r in rows_),
-                                       total_ms=dur["sum"] + sum(r.duration_sum_ms for r in rows_))
+            duration = _duration_block(
+                hist=hist,
+                count=dur["count"] + sum(r.duration_count for r in rows_),
+                total_ms=dur["sum"] + sum(r.duration_sum_ms for r in rows_),
+            )
         elif "exact" in dur:
             duration = _duration_block(exact=dur["exact"])
         else:

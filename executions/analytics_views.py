@@ -19,8 +19,11 @@ _RANGE = [
     OpenApiParameter("to", OpenApiTypes.STR, description="ISO 8601 date (whole day included) or datetime, exclusive (default: now)"),
     OpenApiParameter("bucket", OpenApiTypes.STR, enum=list(analytics.BUCKETS), description="series bucket (default day)"),
 ]
-_ERRORS = {400: OpenApiResponse(description="invalid query: details point at /query/<name>"),
-           401: OpenApiResponse(description="no or bad credentials"), 404: OpenApiResponse(description="not found")}
+_ERRORS = {
+    400: OpenApiResponse(description="invalid query: details point at /query/<name>"),
+    401: OpenApiResponse(description="no or bad credentials"),
+    404: OpenApiResponse(description="not found"),
+}
 
 
 def _visible_workflow(request: Request, workflow_id: Any) -> Workflow:
@@ -40,9 +43,11 @@ class AnalyticsSummaryView(APIView):
 
 
 class AnalyticsWorkflowsView(APIView):
-    @extend_schema(operation_id="analytics_workflows",
-                   parameters=[*_RANGE, OpenApiParameter("limit", OpenApiTypes.INT, description="workflows listed (1-1000, default 100)")],
-                   responses={200: OpenApiTypes.OBJECT, **_ERRORS})
+    @extend_schema(
+        operation_id="analytics_workflows",
+        parameters=[*_RANGE, OpenApiParameter("limit", OpenApiTypes.INT, description="workflows listed (1-1000, default 100)")],
+        responses={200: OpenApiTypes.OBJECT, **_ERRORS},
+    )
     def get(self, request: Request) -> Response:
         scope = analytics.scope_from_query(params=request.query_params, user=request.user, allow=("from", "to", "bucket", "limit"))
         return Response(analytics.analytics_workflows(scope=scope))
@@ -52,16 +57,19 @@ class AnalyticsWorkflowView(APIView):
     @extend_schema(operation_id="analytics_workflow", parameters=_RANGE, responses={200: OpenApiTypes.OBJECT, **_ERRORS})
     def get(self, request: Request, workflow_id: Any) -> Response:
         wf = _visible_workflow(request, workflow_id)
-        scope = analytics.scope_from_query(params=request.query_params, user=request.user, workflow_id=wf.id,
-                                           allow=("from", "to", "bucket"))
+        scope = analytics.scope_from_query(
+            params=request.query_params, user=request.user, workflow_id=wf.id, allow=("from", "to", "bucket")
+        )
         data = analytics.analytics_workflow(scope=scope)
         return Response({"workflow_id": str(wf.id), "name": wf.name, **data})
 
 
 class AnalyticsNodeTypesView(APIView):
-    @extend_schema(operation_id="analytics_node_types",
-                   parameters=[*_RANGE, OpenApiParameter("workflow", OpenApiTypes.UUID, description="only this workflow's runs")],
-                   responses={200: OpenApiTypes.OBJECT, **_ERRORS})
+    @extend_schema(
+        operation_id="analytics_node_types",
+        parameters=[*_RANGE, OpenApiParameter("workflow", OpenApiTypes.UUID, description="only this workflow's runs")],
+        responses={200: OpenApiTypes.OBJECT, **_ERRORS},
+    )
     def get(self, request: Request) -> Response:
         scope = analytics.scope_from_query(params=request.query_params, user=request.user, allow=("from", "to", "bucket", "workflow"))
         if scope.workflow_id is not None:

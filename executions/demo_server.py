@@ -9,8 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 ORDERS = {
-    "1001": {"id": "1001", "customer": "Ada", "total": 250.0, "items": [
-        {"sku": "KB-1", "qty": 1, "price": 120.0}, {"sku": "MS-2", "qty": 2, "price": 65.0}]},
+    "1001": {
+        "id": "1001",
+        "customer": "Ada",
+        "total": 250.0,
+        "items": [{"sku": "KB-1", "qty": 1, "price": 120.0}, {"sku": "MS-2", "qty": 2, "price": 65.0}],
+    },
     "1002": {"id": "1002", "customer": "Linus", "total": 40.0, "items": [{"sku": "CB-9", "qty": 4, "price": 10.0}]},
 }
 STOCK = {"KB-1": 14, "MS-2": 0, "CB-9": 300, "MN-4": 7}

@@ -26,8 +26,14 @@ def start(concurrency: int = 8) -> None:
         from zyra.celery import app
 
         worker = app.WorkController(
-            pool_cls="threads", concurrency=concurrency, queues=["io", "cpu", "sweep"], loglevel="WARNING",
-            without_heartbeat=True, without_mingle=True, without_gossip=True, hostname="embedded@localhost",
+            pool_cls="threads",
+            concurrency=concurrency,
+            queues=["io", "cpu", "sweep"],
+            loglevel="WARNING",
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            hostname="embedded@localhost",
         )
         thread = threading.Thread(target=worker.start, name="zyra-embedded-worker", daemon=True)
         thread.start()

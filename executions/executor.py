@@ -157,8 +157,9 @@ def _check_output(graph: Graph, node_id: str, node_type: str, output: Any) -> An
             raise NodeError("config", f"the {origin} output_schema is invalid: {exc.message}") from None
         if err is not None:
             path = "/" + "/".join(str(p) for p in err.absolute_path)
-            raise NodeError("output_schema", f"output does not match the {origin} output schema at {path}: {err.message[:300]}",
-                            details={"path": path})
+            raise NodeError(
+                "output_schema", f"output does not match the {origin} output schema at {path}: {err.message[:300]}", details={"path": path}
+            )
     return output
 
 
@@ -166,8 +167,10 @@ def _store_inputs(config: Any, data: Any, redactor: Redactor) -> Any:
     stored = {"config": config, "input": data}
     text = json.dumps(stored, default=str)
     if len(text) > MAX_STORED_INPUT_BYTES:
-        stored = {"config": config if len(json.dumps(config, default=str)) < MAX_STORED_INPUT_BYTES // 2 else {"truncated": True},
-                  "input": {"truncated": True, "size": len(text)}}
+        stored = {
+            "config": config if len(json.dumps(config, default=str)) < MAX_STORED_INPUT_BYTES // 2 else {"truncated": True},
+            "input": {"truncated": True, "size": len(text)},
+        }
     return redactor.redact(stored)
 
 
@@ -200,8 +203,9 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
                     slot.item = None
                     slot.queue = ""  # nothing is kept inline
                 # The lease stays renewed until the result is recorded (or given up on).
-                _db_retry("complete", partial(services.node_complete, node_run_id=node_run_id, attempt=attempt, result=result,
-                                              evaluate=evaluate))
+                _db_retry(
+                    "complete", partial(services.node_complete, node_run_id=node_run_id, attempt=attempt, result=result, evaluate=evaluate)
+                )
         finally:
             heartbeat.untrack(node_run_id, attempt)
         if slot.item is None:
@@ -253,10 +257,23 @@ def _attempt(claim: services.Claim) -> services.Result:
         except KeyError as exc:
             raise NodeError("config", f"secret {exc.args[0]!r} does not exist for the workflow's owner") from None
         ctx = NodeContext(
-            run_id=str(run.id), workflow_id=str(run.workflow_id), owner_id=run.owner_id, node_id=nr.node_id, node_type=nr.type,
-            attempt=nr.attempt, config=config if isinstance(config, dict) else {}, raw_config=node.config, data=node.data,
-            input=data_in, inputs_by_node=active, run_input=run.inputs, deadline=started + claim.timeout_s,
-            timeout_s=claim.timeout_s, idempotency_key=f"{run.id}:{nr.node_id}:{nr.attempt}", redactor=redactor, state=nr.state,
+            run_id=str(run.id),
+            workflow_id=str(run.workflow_id),
+            owner_id=run.owner_id,
+            node_id=nr.node_id,
+            node_type=nr.type,
+            attempt=nr.attempt,
+            config=config if isinstance(config, dict) else {},
+            raw_config=node.config,
+            data=node.data,
+            input=data_in,
+            inputs_by_node=active,
+            run_input=run.inputs,
+            deadline=started + claim.timeout_s,
+            timeout_s=claim.timeout_s,
+            idempotency_key=f"{run.id}:{nr.node_id}:{nr.attempt}",
+            redactor=redactor,
+            state=nr.state,
         )
         stored_inputs = _store_inputs(config, data_in, redactor)
         handler = handlers.get(nr.type)

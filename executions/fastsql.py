@@ -10,7 +10,7 @@ Semantics are unchanged: same rows, same values, same locks.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from django.db import connection
@@ -23,17 +23,17 @@ def _pg() -> bool:
     return connection.vendor == "postgresql"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fields(model: type[Model]) -> tuple[Field, ...]:
     return tuple(model._meta.concrete_fields)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _by_name(model: type[Model]) -> dict[str, Field]:
     return {f.name: f for f in _fields(model)}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lock_node_sql() -> tuple[str, str]:
     r_cols = ", ".join(f'"{f.column}"' for f in _fields(Run))
     n_cols = ", ".join(f'"{f.column}"' for f in _fields(NodeRun))
@@ -129,7 +129,7 @@ def update_rows(model: type[Model], rows: Sequence[Model], field_names: Iterable
             cur.execute(sql, params)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _event_insert_prefix() -> tuple[str, tuple[Field, ...]]:
     fields = tuple(f for f in _fields(RunEvent) if not f.primary_key)
     cols = ", ".join(f'"{f.column}"' for f in fields)

@@ -44,8 +44,15 @@ class PruneResult:
     max_batch_ms: float = 0.0  # the longest transaction: how long a batch held its row locks
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cutoff": self.cutoff.isoformat() if self.cutoff else None, "runs": self.runs, "node_runs": self.node_runs,
-                "events": self.events, "batches": self.batches, "days": self.days, "max_batch_ms": round(self.max_batch_ms, 1)}
+        return {
+            "cutoff": self.cutoff.isoformat() if self.cutoff else None,
+            "runs": self.runs,
+            "node_runs": self.node_runs,
+            "events": self.events,
+            "batches": self.batches,
+            "days": self.days,
+            "max_batch_ms": round(self.max_batch_ms, 1),
+        }
 
 
 def retention_cutoff(*, older_than_days: int, now: datetime | None = None) -> datetime:
@@ -55,9 +62,23 @@ def retention_cutoff(*, older_than_days: int, now: datetime | None = None) -> da
 
 
 def _empty_day() -> dict[str, Any]:
-    return {"runs": 0, "succeeded": 0, "failed": 0, "partially_succeeded": 0, "cancelled": 0, "timed_out": 0,
-            "duration_count": 0, "duration_sum_ms": 0, "duration_hist": {}, "node_runs": 0, "nodes_retried": 0,
-            "extra_attempts": 0, "deferred_ms": Counter(), "failing_nodes": {}, "node_types": {}}
+    return {
+        "runs": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "partially_succeeded": 0,
+        "cancelled": 0,
+        "timed_out": 0,
+        "duration_count": 0,
+        "duration_sum_ms": 0,
+        "duration_hist": {},
+        "node_runs": 0,
+        "nodes_retried": 0,
+        "extra_attempts": 0,
+        "deferred_ms": Counter(),
+        "failing_nodes": {},
+        "node_types": {},
+    }
 
 
 def _fold(runs: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]]) -> dict[tuple[Any, date], dict[str, Any]]:
@@ -91,8 +112,10 @@ def _fold(runs: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]]) -> dict[tup
         for type_, t in fig["types"].items():
             durations = t["durations"]
             d["node_types"][type_] = {
-                **{k: t[k] for k in ("node_runs", "succeeded", "failed", "timed_out", "skipped", "cancelled",
-                                     "nodes_retried", "extra_attempts")},
+                **{
+                    k: t[k]
+                    for k in ("node_runs", "succeeded", "failed", "timed_out", "skipped", "cancelled", "nodes_retried", "extra_attempts")
+                },
                 "deferred_ms": dict(t["deferred_ms"]),
                 "duration_hist": analytics.hist_of(durations),
                 "duration_count": len(durations),
@@ -108,8 +131,19 @@ def _add_counts(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 
 
 def _merge_into(row: DailyWorkflowStats, d: dict[str, Any]) -> None:
-    for field in ("runs", "succeeded", "failed", "partially_succeeded", "cancelled", "timed_out", "duration_count",
-                  "duration_sum_ms", "node_runs", "nodes_retried", "extra_attempts"):
+    for field in (
+        "runs",
+        "succeeded",
+        "failed",
+        "partially_succeeded",
+        "cancelled",
+        "timed_out",
+        "duration_count",
+        "duration_sum_ms",
+        "node_runs",
+        "nodes_retried",
+        "extra_attempts",
+    ):
         setattr(row, field, getattr(row, field) + d[field])
     row.duration_hist = analytics.hist_add(dict(row.duration_hist or {}), d["duration_hist"])
     row.deferred_ms = _add_counts(dict(row.deferred_ms or {}), d["deferred_ms"])
@@ -151,16 +185,24 @@ def _prune_batch_tx(*, cutoff: datetime, batch_size: int, result: PruneResult) -
         )
         if not ids:
             return 0
-        runs = list(Run.objects.filter(id__in=ids).order_by().values_list(
-            "id", "workflow_id", "status", "created_at", "started_at", "finished_at"))
-        nodes = list(NodeRun.objects.filter(run_id__in=ids).order_by().values_list(
-            "run_id", "node_id", "type", "status", "attempt", "deferred_ms", "defer_reason", "started_at", "finished_at", "error"))
-        days = _fold(runs, nodes)
-        DailyWorkflowStats.objects.bulk_create(
-            [DailyWorkflowStats(workflow_id=wf, day=day) for wf, day in days], ignore_conflicts=True
+        runs = list(
+            Run.objects.filter(id__in=ids).order_by().values_list("id", "workflow_id", "status", "created_at", "started_at", "finished_at")
         )
-        rows = {(r.workflow_id, r.day): r for r in DailyWorkflowStats.objects.select_for_update().filter(
-            workflow_id__in={wf for wf, _ in days}, day__in={day for _, day in days})}
+        nodes = list(
+            NodeRun.objects.filter(run_id__in=ids)
+            .order_by()
+            .values_list(
+                "run_id", "node_id", "type", "status", "attempt", "deferred_ms", "defer_reason", "started_at", "finished_at", "error"
+            )
+        )
+        days = _fold(runs, nodes)
+        DailyWorkflowStats.objects.bulk_create([DailyWorkflowStats(workflow_id=wf, day=day) for wf, day in days], ignore_conflicts=True)
+        rows = {
+            (r.workflow_id, r.day): r
+            for r in DailyWorkflowStats.objects.select_for_update().filter(
+                workflow_id__in={wf for wf, _ in days}, day__in={day for _, day in days}
+            )
+        }
         for key, d in days.items():
             _merge_into(rows[key], d)
             rows[key].save()
@@ -173,8 +215,14 @@ def _prune_batch_tx(*, cutoff: datetime, batch_size: int, result: PruneResult) -
     return len(ids)
 
 
-def runs_prune(*, older_than_days: int, batch_size: int | None = None, max_batches: int | None = None,
-               pause_s: float | None = None, now: datetime | None = None) -> PruneResult:
+def runs_prune(
+    *,
+    older_than_days: int,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+    pause_s: float | None = None,
+    now: datetime | None = None,
+) -> PruneResult:
     """Delete finished runs created before the cutoff, keeping their daily aggregates.
 
     ``older_than_days`` <= 0 keeps everything. ``max_batches`` bounds one call (the

@@ -24,14 +24,30 @@ class NodeRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = NodeRun
         fields = [
-            "node_id", "type", "status", "attempt", "inputs", "output", "error", "attempts", "defer_reason",
-            "next_attempt_at", "started_at", "finished_at", "duration_ms", "deferred_ms",
+            "node_id",
+            "type",
+            "status",
+            "attempt",
+            "inputs",
+            "output",
+            "error",
+            "attempts",
+            "defer_reason",
+            "next_attempt_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "deferred_ms",
         ]
 
     def get_error(self, obj: NodeRun) -> dict[str, Any] | None:
         if not obj.error:
             return None
-        return {"code": obj.error.get("code"), "message": obj.error.get("message"), **({"details": obj.error["details"]} if "details" in obj.error else {})}
+        return {
+            "code": obj.error.get("code"),
+            "message": obj.error.get("message"),
+            **({"details": obj.error["details"]} if "details" in obj.error else {}),
+        }
 
 
 class RunSummarySerializer(serializers.ModelSerializer):
@@ -43,8 +59,18 @@ class RunSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = Run
         fields = [
-            "id", "workflow_id", "version", "status", "trigger", "idempotency_key", "created_at", "started_at",
-            "finished_at", "duration_ms", "progress", "error",
+            "id",
+            "workflow_id",
+            "version",
+            "status",
+            "trigger",
+            "idempotency_key",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "progress",
+            "error",
         ]
 
     def get_progress(self, obj: Run) -> dict[str, int]:

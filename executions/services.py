@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Subquery
+from django.db.models import Q
 from django.utils import timezone
 
 from executions.engine.graph import Graph
@@ -43,6 +43,8 @@ def _worker_id() -> str:
     # host:pid, read per claim: a prefork pool process has its own pid, and the
     # sweeper's worker_lost record then names the exact process that died.
     return f"{WORKER_NAME}:{os.getpid()}"
+
+
 _CLAIMABLE = (NodeStatus.QUEUED, NodeStatus.DEFERRED, NodeStatus.RETRYING)
 
 
@@ -112,13 +114,39 @@ def _json_size(value: Any) -> int:
 
 
 RUN_FIELDS = [
-    "status", "event_seq", "nodes_done", "in_flight", "ready_waiting", "failed_stop", "failed_continue",
-    "started_at", "finished_at", "outputs", "error", "deadline_at", "resumes",
+    "status",
+    "event_seq",
+    "nodes_done",
+    "in_flight",
+    "ready_waiting",
+    "failed_stop",
+    "failed_continue",
+    "started_at",
+    "finished_at",
+    "outputs",
+    "error",
+    "deadline_at",
+    "resumes",
 ]
 NODE_FIELDS = [
-    "status", "attempt", "pending_deps", "active_in", "dispatched_at", "finished_at", "started_at",
-    "next_attempt_at", "lease_until", "error", "output", "attempts", "worker_lost", "defer_reason", "state",
-    "deferred_ms", "inputs", "worker",
+    "status",
+    "attempt",
+    "pending_deps",
+    "active_in",
+    "dispatched_at",
+    "finished_at",
+    "started_at",
+    "next_attempt_at",
+    "lease_until",
+    "error",
+    "output",
+    "attempts",
+    "worker_lost",
+    "defer_reason",
+    "state",
+    "deferred_ms",
+    "inputs",
+    "worker",
 ]
 
 
@@ -181,8 +209,11 @@ def run_start(
     inputs = {} if inputs is None else inputs
     if idempotency_key is not None:
         if not isinstance(idempotency_key, str) or not (1 <= len(idempotency_key) <= 200):
-            raise ZyraError("invalid_idempotency_key", "idempotency_key must be 1..200 characters.",
-                            [ErrorDetail("/idempotency_key", "invalid", "1..200 characters")])
+            raise ZyraError(
+                "invalid_idempotency_key",
+                "idempotency_key must be 1..200 characters.",
+                [ErrorDetail("/idempotency_key", "invalid", "1..200 characters")],
+            )
         existing = Run.objects.filter(workflow=workflow, idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing
@@ -201,11 +232,18 @@ def run_start(
         max_parallel = settings.ZYRA_DEFAULT_MAX_PARALLEL
     try:
         with transaction.atomic():
-            now = timezone.now()
             run = Run.objects.create(
-                workflow=workflow, version=version, owner=workflow.owner, status=RunStatus.QUEUED, trigger=trigger,
-                priority=priority, idempotency_key=idempotency_key, inputs=inputs, nodes_total=len(graph.nodes),
-                max_parallel=max_parallel, sequential=sequential,
+                workflow=workflow,
+                version=version,
+                owner=workflow.owner,
+                status=RunStatus.QUEUED,
+                trigger=trigger,
+                priority=priority,
+                idempotency_key=idempotency_key,
+                inputs=inputs,
+                nodes_total=len(graph.nodes),
+                max_parallel=max_parallel,
+                sequential=sequential,
             )
             rows = []
             for node_id in graph.topo:
@@ -214,8 +252,13 @@ def run_start(
                 roots = not graph.in_edges[node_id]
                 rows.append(
                     NodeRun(
-                        run=run, node_id=node_id, type=node.type, queue=spec_queue, topo_index=graph.topo_index[node_id],
-                        pending_deps=len(graph.in_edges[node_id]), active_in=1 if roots else 0,
+                        run=run,
+                        node_id=node_id,
+                        type=node.type,
+                        queue=spec_queue,
+                        topo_index=graph.topo_index[node_id],
+                        pending_deps=len(graph.in_edges[node_id]),
+                        active_in=1 if roots else 0,
                     )
                 )
             created = NodeRun.objects.bulk_create(rows)
@@ -405,8 +448,10 @@ def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
         nr.lease_until = now + timedelta(seconds=min(settings.ZYRA_LEASE_S, timeout + settings.ZYRA_LEASE_S))
         nr.worker = _worker_id()
         nr.next_attempt_at = None
-        nr.attempts = [*nr.attempts, {"attempt": attempt, "status": "running", "started_at": iso(now), "worker": nr.worker,
-                                      "resume": run.resumes}]
+        nr.attempts = [
+            *nr.attempts,
+            {"attempt": attempt, "status": "running", "started_at": iso(now), "worker": nr.worker, "resume": run.resumes},
+        ]
         nr.save(update_fields=["status", "started_at", "lease_until", "worker", "next_attempt_at", "attempts"])
         tx.event("node.started", nr.node_id, _node_event_data(nr))
         tx.flush([])
@@ -469,9 +514,18 @@ def node_complete(*, node_run_id: int, attempt: int, result: Result, evaluate: A
             nr.output = result.output
             nr.error = None
             status = NodeStatus.SUCCEEDED if result.kind == "success" else NodeStatus.SKIPPED
-            changed += _finish(tx, graph, nr, status, Outcome(
-                status="succeeded" if result.kind == "success" else "skipped",
-                output=result.output, passthrough=result.kind == "skipped_passthrough"), evaluate)
+            changed += _finish(
+                tx,
+                graph,
+                nr,
+                status,
+                Outcome(
+                    status="succeeded" if result.kind == "success" else "skipped",
+                    output=result.output,
+                    passthrough=result.kind == "skipped_passthrough",
+                ),
+                evaluate,
+            )
         else:
             changed += _handle_error(tx, graph, nr, result, evaluate)
         tx.touch(*changed)
@@ -503,9 +557,9 @@ def _attempts_spent(nr: NodeRun, run: Run) -> int:
     budget again (only attempts since the last reopening count).
     """
     spent = {
-        a.get("attempt") for a in nr.attempts
-        if a.get("resume", 0) == run.resumes and a.get("status") == "failed"
-        and (a.get("error") or {}).get("code") != "worker_lost"
+        a.get("attempt")
+        for a in nr.attempts
+        if a.get("resume", 0) == run.resumes and a.get("status") == "failed" and (a.get("error") or {}).get("code") != "worker_lost"
     }
     return max(1, len(spent))
 
@@ -537,7 +591,9 @@ def _handle_error(tx: RunTx, graph: Graph, nr: NodeRun, result: Result, evaluate
         _set_node_status(nr, NodeStatus.RETRYING)
         nr.attempt += 1
         nr.next_attempt_at = tx.now + timedelta(seconds=delay)
-        tx.event("node.retrying", nr.node_id, _node_event_data(nr, error=error, delay_s=round(delay, 3), next_attempt_at=iso(nr.next_attempt_at)))
+        tx.event(
+            "node.retrying", nr.node_id, _node_event_data(nr, error=error, delay_s=round(delay, 3), next_attempt_at=iso(nr.next_attempt_at))
+        )
         if delay <= settings.ZYRA_MAX_COUNTDOWN_S:
             tx.send(nr.id, nr.attempt, nr.queue, delay)
         return []
@@ -559,9 +615,7 @@ def _handle_error(tx: RunTx, graph: Graph, nr: NodeRun, result: Result, evaluate
     return changed
 
 
-def _finish(
-    tx: RunTx, graph: Graph, nr: NodeRun, status: str, outcome: Outcome, evaluate: Any, route: bool = True
-) -> list[NodeRun]:
+def _finish(tx: RunTx, graph: Graph, nr: NodeRun, status: str, outcome: Outcome, evaluate: Any, route: bool = True) -> list[NodeRun]:
     """A node reached a terminal state: free its slot, resolve its edges, admit what became ready."""
     run = tx.run
     was_in_flight = nr.status in NODE_IN_FLIGHT
@@ -643,9 +697,7 @@ def _finalize(tx: RunTx) -> None:
         new = RunStatus.SUCCEEDED
     graph = graph_for_version(run.version_id)
     sinks = graph.sinks()
-    outputs = dict(
-        NodeRun.objects.filter(run=run, node_id__in=sinks, status=NodeStatus.SUCCEEDED).values_list("node_id", "output")
-    )
+    outputs = dict(NodeRun.objects.filter(run=run, node_id__in=sinks, status=NodeStatus.SUCCEEDED).values_list("node_id", "output"))
     run.outputs = outputs
     _set_run_status(run, new)
     run.finished_at = tx.now
@@ -770,8 +822,9 @@ def _reopen(*, run: Run, mode: str) -> Run:
 
         for nid in graph.topo:
             if nid in keep:
-                res, _ = resolve(graph, nid, Outcome(status="succeeded", output=rows[nid].output),
-                                 lambda ids: {i: states[i] for i in ids}, evaluate)
+                res, _ = resolve(
+                    graph, nid, Outcome(status="succeeded", output=rows[nid].output), lambda ids: {i: states[i] for i in ids}, evaluate
+                )
                 skipped.update(res.skipped)
         tx.event("run.resumed", data={"status": "running", "mode": mode, "resumes": locked.resumes, "kept": sorted(keep)})
         locked.nodes_done = len(keep)
@@ -842,8 +895,13 @@ class SweepReport:
     started: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"lost": self.lost, "resent": self.resent, "woken": self.woken, "timed_out_runs": self.timed_out_runs,
-                "started": self.started}
+        return {
+            "lost": self.lost,
+            "resent": self.resent,
+            "woken": self.woken,
+            "timed_out_runs": self.timed_out_runs,
+            "started": self.started,
+        }
 
 
 def sweep(*, limit: int = 500) -> SweepReport:
@@ -863,9 +921,7 @@ def sweep(*, limit: int = 500) -> SweepReport:
         .distinct()[:limit]
     )
     run_ids = list(dict.fromkeys(candidates))
-    expired_runs = list(
-        Run.objects.filter(status=RunStatus.RUNNING, deadline_at__lt=now).values_list("id", flat=True)[:limit]
-    )
+    expired_runs = list(Run.objects.filter(status=RunStatus.RUNNING, deadline_at__lt=now).values_list("id", flat=True)[:limit])
     for run_id in expired_runs:
         with transaction.atomic():
             run = Run.objects.select_for_update(skip_locked=True).filter(id=run_id, status=RunStatus.RUNNING).first()
@@ -899,7 +955,9 @@ def _sweep_run(run_id: Any, report: SweepReport) -> None:
         tx = RunTx(run)
         now = tx.now
         graph = graph_for_version(run.version_id)
-        rows = list(NodeRun.objects.filter(run=run, status__in=[NodeStatus.RUNNING, NodeStatus.QUEUED, NodeStatus.DEFERRED, NodeStatus.RETRYING]))
+        rows = list(
+            NodeRun.objects.filter(run=run, status__in=[NodeStatus.RUNNING, NodeStatus.QUEUED, NodeStatus.DEFERRED, NodeStatus.RETRYING])
+        )
         changed: list[NodeRun] = []
         for nr in rows:
             if run.status != RunStatus.RUNNING:
@@ -923,20 +981,31 @@ def _sweep_run(run_id: Any, report: SweepReport) -> None:
                     nr.error = result.error
                     nr.lease_until = None
                     # "sweeper": which process re-queued it (operators, and tests that run several sweepers).
-                    tx.event("node.retrying", nr.node_id,
-                             _node_event_data(nr, error=result.error, delay_s=0, lost_worker=nr.worker, sweeper=_worker_id()))
+                    tx.event(
+                        "node.retrying",
+                        nr.node_id,
+                        _node_event_data(nr, error=result.error, delay_s=0, lost_worker=nr.worker, sweeper=_worker_id()),
+                    )
                     # Ahead of the backlog: the node already waited a lease for its worker to come back.
                     _queue(tx, nr, urgent=True)
                     changed.append(nr)
                 else:
                     changed.append(nr)
                     changed += _handle_error(tx, graph, nr, result, _edge_evaluator(run))
-            elif nr.status == NodeStatus.QUEUED and nr.dispatched_at is not None and nr.dispatched_at < now - timedelta(seconds=settings.ZYRA_REQUEUE_AFTER_S):
+            elif (
+                nr.status == NodeStatus.QUEUED
+                and nr.dispatched_at is not None
+                and nr.dispatched_at < now - timedelta(seconds=settings.ZYRA_REQUEUE_AFTER_S)
+            ):
                 nr.dispatched_at = now
                 tx.send(nr.id, nr.attempt, nr.queue, urgent=True)
                 changed.append(nr)
                 report.resent += 1
-            elif nr.status in {NodeStatus.DEFERRED, NodeStatus.RETRYING} and nr.next_attempt_at is not None and nr.next_attempt_at < now - timedelta(seconds=settings.ZYRA_WAKE_GRACE_S):
+            elif (
+                nr.status in {NodeStatus.DEFERRED, NodeStatus.RETRYING}
+                and nr.next_attempt_at is not None
+                and nr.next_attempt_at < now - timedelta(seconds=settings.ZYRA_WAKE_GRACE_S)
+            ):
                 # Its countdown message was lost or it waits longer than a countdown may: send it now.
                 _set_node_status(nr, NodeStatus.QUEUED)
                 nr.next_attempt_at = None

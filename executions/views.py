@@ -45,8 +45,12 @@ class WorkflowRunsView(APIView):
         ser = RunStartSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         run = services.run_start(
-            workflow=workflow, inputs=ser.validated_data.get("inputs") or {}, user=request.user, trigger="api",
-            idempotency_key=ser.validated_data.get("idempotency_key"), priority=9,
+            workflow=workflow,
+            inputs=ser.validated_data.get("inputs") or {},
+            user=request.user,
+            trigger="api",
+            idempotency_key=ser.validated_data.get("idempotency_key"),
+            priority=9,
         )
         return Response(RunSummarySerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
@@ -54,10 +58,12 @@ class WorkflowRunsView(APIView):
 class RunListView(ListAPIView):
     serializer_class = RunSummarySerializer
 
-    @extend_schema(parameters=[
-        OpenApiParameter("workflow", str, description="workflow id"),
-        OpenApiParameter("status", str, enum=[s.value for s in RunStatus]),
-    ])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("workflow", str, description="workflow id"),
+            OpenApiParameter("status", str, enum=[s.value for s in RunStatus]),
+        ]
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 

@@ -52,9 +52,7 @@ class SecretListView(APIView):
     @extend_schema(request=SecretCreate, responses={201: SecretOut})
     def post(self, request: Request) -> Response:
         data = _body(request, required={"name", "value"})
-        secret = services.secret_create(
-            owner=request.user, name=data["name"], value=data["value"], description=data.get("description", "")
-        )
+        secret = services.secret_create(owner=request.user, name=data["name"], value=data["value"], description=data.get("description", ""))
         return Response(secret_json(secret), status=201)
 
 
@@ -67,9 +65,7 @@ class SecretDetailView(APIView):
     def put(self, request: Request, ref: str) -> Response:
         secret = selectors.secret_get(owner=request.user, ref=ref)
         data = _body(request, required={"value"})
-        secret = services.secret_update(
-            secret=secret, name=data.get("name"), value=data["value"], description=data.get("description", "")
-        )
+        secret = services.secret_update(secret=secret, name=data.get("name"), value=data["value"], description=data.get("description", ""))
         return Response(secret_json(secret))
 
     @extend_schema(request=SecretPatch, responses=SecretOut)

@@ -46,7 +46,9 @@ def validate_value(value: Any) -> str:
     if not isinstance(value, str):
         raise _invalid("/value", "invalid_type", "value must be a string")
     if len(value) < MIN_SECRET_LEN:
-        raise _invalid("/value", "too_short", f"value must be at least {MIN_SECRET_LEN} characters (shorter values cannot be redacted reliably)")
+        raise _invalid(
+            "/value", "too_short", f"value must be at least {MIN_SECRET_LEN} characters (shorter values cannot be redacted reliably)"
+        )
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > settings.ZYRA_SECRET_MAX_BYTES:
         raise _invalid("/value", "too_long", f"value must be at most {settings.ZYRA_SECRET_MAX_BYTES} bytes")

@@ -91,7 +91,10 @@ def _worker_group(django_db_setup: Any, django_db_blocker: Any, smtp_server: Any
     _purge_broker()
     group = ProcessGroup(db_name, {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp_server.port)})
     group.start_worker(
-        "w-session", queues="io,cpu,sweep", pool="threads", concurrency=int(os.environ.get("ZYRA_TEST_WORKER_C", "8")),
+        "w-session",
+        queues="io,cpu,sweep",
+        pool="threads",
+        concurrency=int(os.environ.get("ZYRA_TEST_WORKER_C", "8")),
         extra_args=["-B", "-s", str(LOG_DIR / f"beat-session-{os.getpid()}")],
     )
     yield group

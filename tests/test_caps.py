@@ -61,7 +61,8 @@ def test_request_body_cap_is_413_in_the_error_shape(api: APIClient, user: Any) -
         # The runs endpoint (DRF's stock parser, which reads the stream without a cap).
         err = _error(api.post(f"/api/workflows/{wf.id}/runs/", body, content_type="application/json"), 413)
         assert err["code"] == "body_too_large" and err["details"] == [
-            {"path": "", "code": "body_too_large", "message": "The request body is larger than 10000 bytes."}]
+            {"path": "", "code": "body_too_large", "message": "The request body is larger than 10000 bytes."}
+        ]
         # Any other endpoint, and a form body (which Django would reject as a 400 HTML page).
         _error(api.post("/api/workflows/", body, content_type="application/json"), 413)
         _error(api.post("/admin/login/", {"username": "x" * 20_000, "password": "y"}), 413)
@@ -90,8 +91,13 @@ def test_node_output_cap_and_event_payload_cap(process_group: ProcessGroup, user
     claim_queues("caps")
     server.route("/mid", lambda req: (200, {"Content-Type": "application/json"}, json.dumps({"v": "m" * 1000}).encode()))
     server.route("/big", lambda req: (200, {"Content-Type": "application/json"}, json.dumps({"v": "b" * 6000}).encode()))
-    wf = make_workflow(user, {"nodes": [node("start", "MANUAL"), http("mid", server.url("/mid")), http("big", server.url("/big"))],
-                              "edges": [edge("start", "mid"), edge("mid", "big")]})
+    wf = make_workflow(
+        user,
+        {
+            "nodes": [node("start", "MANUAL"), http("mid", server.url("/mid")), http("big", server.url("/big"))],
+            "edges": [edge("start", "mid"), edge("mid", "big")],
+        },
+    )
     from executions import services
 
     run = wait_run(services.run_start(workflow=wf, inputs={}, user=user).id, timeout=60)
@@ -134,8 +140,9 @@ def test_prefork_worker_recycles_children_and_enforces_time_limits(process_group
     and a child is replaced after CELERY_WORKER_MAX_TASKS_PER_CHILD tasks."""
     from zyra.celery import app
 
-    process_group.env_extra.update({"CELERY_WORKER_MAX_TASKS_PER_CHILD": "2", "CELERY_TASK_SOFT_TIME_LIMIT": "20",
-                                    "CELERY_TASK_TIME_LIMIT": "25"})
+    process_group.env_extra.update(
+        {"CELERY_WORKER_MAX_TASKS_PER_CHILD": "2", "CELERY_TASK_SOFT_TIME_LIMIT": "20", "CELERY_TASK_TIME_LIMIT": "25"}
+    )
     process_group.start_worker("caps-cpu", queues="cpu,io,sweep", pool="prefork", concurrency=1)
     claim_queues("caps-cpu")
     name = None

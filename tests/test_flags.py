@@ -109,16 +109,17 @@ def test_flags_parse_from_the_environment() -> None:
 def _two_slow_branches(server: LocalServer) -> dict[str, Any]:
     server.slow("/a", 0.8)
     server.slow("/b", 0.8)
-    return {"nodes": [node("start", "MANUAL"), http("a", server.url("/a")), http("b", server.url("/b"))],
-            "edges": [edge("start", "a"), edge("start", "b")]}
+    return {
+        "nodes": [node("start", "MANUAL"), http("a", server.url("/a")), http("b", server.url("/b"))],
+        "edges": [edge("start", "a"), edge("start", "b")],
+    }
 
 
 def _spans(run: Run) -> list[tuple[Any, Any]]:
     return [(n.started_at, n.finished_at) for n in NodeRun.objects.filter(run=run, node_id__in=["a", "b"]).order_by("started_at")]
 
 
-def test_parallel_on_runs_branches_at_once_off_runs_them_one_by_one(process_group: ProcessGroup, user: Any,
-                                                                     server: LocalServer) -> None:
+def test_parallel_on_runs_branches_at_once_off_runs_them_one_by_one(process_group: ProcessGroup, user: Any, server: LocalServer) -> None:
     _worker(process_group, "flags-par", None)
     run = wait_run(_start(user, _two_slow_branches(server)).id, timeout=60)
     assert run.status == "succeeded" and run.sequential is False
@@ -138,7 +139,9 @@ def test_parallel_on_runs_branches_at_once_off_runs_them_one_by_one(process_grou
 def _open_breaker(url: str) -> str:
     key = service_key(url)
     now = timezone.now()
-    CircuitBreaker.objects.update_or_create(key=key, defaults={"state": "open", "opened_at": now, "open_until": now + timedelta(minutes=10)})
+    CircuitBreaker.objects.update_or_create(
+        key=key, defaults={"state": "open", "opened_at": now, "open_until": now + timedelta(minutes=10)}
+    )
     return key
 
 
@@ -148,8 +151,11 @@ def test_circuit_breaker_on_defers_off_is_not_consulted(process_group: ProcessGr
 
     _worker(process_group, "flags-cb-on", None)
     run = _start(user, d)
-    nr = wait_until(lambda: NodeRun.objects.filter(run=run, node_id="call", status="deferred", defer_reason="circuit_open").first(),
-                    timeout=30, message="node deferred by the open breaker")
+    nr = wait_until(
+        lambda: NodeRun.objects.filter(run=run, node_id="call", status="deferred", defer_reason="circuit_open").first(),
+        timeout=30,
+        message="node deferred by the open breaker",
+    )
     assert server.count("/svc") == 0 and nr.attempt <= 1  # deferral spends no retry budget
     _cancel(run)
 
@@ -165,8 +171,10 @@ def test_circuit_breaker_on_defers_off_is_not_consulted(process_group: ProcessGr
 
 def _burst(server: LocalServer, n: int = 4) -> dict[str, Any]:
     ServicePolicy.objects.update_or_create(key=service_key(server.url("/r")), defaults={"rate_per_s": 1.0, "burst": 1})
-    return {"nodes": [node("start", "MANUAL")] + [http(f"r{i}", server.url(f"/r?i={i}")) for i in range(n)],
-            "edges": [edge("start", f"r{i}") for i in range(n)]}
+    return {
+        "nodes": [node("start", "MANUAL")] + [http(f"r{i}", server.url(f"/r?i={i}")) for i in range(n)],
+        "edges": [edge("start", f"r{i}") for i in range(n)],
+    }
 
 
 def test_rate_limit_on_defers_off_lets_everything_through(process_group: ProcessGroup, user: Any, server: LocalServer) -> None:
@@ -221,8 +229,10 @@ async def _collect(group: str, start: Any, wait: float) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("features,broadcasts", [(None, True), ("live_events=off", False)])
 def test_live_events_flag(process_group: ProcessGroup, user: Any, features: str | None, broadcasts: bool) -> None:
     _worker(process_group, f"flags-live-{broadcasts}", features)
-    wf = make_workflow(user, {"nodes": [node("start", "MANUAL"), node("c", "CALCULATOR", {"operation": "add", "a": 1, "b": 2})],
-                              "edges": [edge("start", "c")]})
+    wf = make_workflow(
+        user,
+        {"nodes": [node("start", "MANUAL"), node("c", "CALCULATOR", {"operation": "add", "a": 1, "b": 2})], "edges": [edge("start", "c")]},
+    )
 
     def start() -> Run:
         # The web side's broadcasts (run.queued) follow this process's flag: off here too, so only the worker counts.

@@ -15,8 +15,17 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     search_fields = ("workflow__name", "node_id", "token")
     readonly_fields = ("workflow", "node_id", "token", "signing_secrets", "secret_names", "created_at", "updated_at")
     fields = (
-        "workflow", "node_id", "token", "signing_scheme", "signing_secrets", "secret_names",
-        "max_body_bytes", "rate_limit_per_s", "is_active", "created_at", "updated_at",
+        "workflow",
+        "node_id",
+        "token",
+        "signing_scheme",
+        "signing_secrets",
+        "secret_names",
+        "max_body_bytes",
+        "rate_limit_per_s",
+        "is_active",
+        "created_at",
+        "updated_at",
     )
 
     @admin.display(description="signing", ordering="signing_scheme")

@@ -102,7 +102,9 @@ class WebhookSigningSecretsView(APIView):
         data = _object(request)
         unknown = [k for k in data if k != "secret"]
         if unknown:
-            raise ZyraError("validation_error", "The request is invalid.", [ErrorDetail(f"/{k}", "unknown_field", "unknown field") for k in unknown])
+            raise ZyraError(
+                "validation_error", "The request is invalid.", [ErrorDetail(f"/{k}", "unknown_field", "unknown field") for k in unknown]
+            )
         value = data.get("secret")
         if value is not None and not isinstance(value, str):
             raise ZyraError("validation_error", "The request is invalid.", [ErrorDetail("/secret", "invalid_type", "a string")])

@@ -266,7 +266,9 @@ def _verify(endpoint: WebhookEndpoint, headers: Any, body: bytes) -> str | None:
             if value:
                 value = str(value).strip()
                 if not signatures.ID_RE.match(value):
-                    raise Rejected(400, "invalid_delivery_id", f"{name} must be 1-256 printable ASCII characters", f"/headers/{name.lower()}")
+                    raise Rejected(
+                        400, "invalid_delivery_id", f"{name} must be 1-256 printable ASCII characters", f"/headers/{name.lower()}"
+                    )
                 return value
         return None
     values = _signing_values(endpoint)
@@ -290,7 +292,9 @@ def webhook_check_rate(*, endpoint: WebhookEndpoint) -> None:
     allowed, retry_after = ratelimit.allow(str(endpoint.pk), rate_per_s=endpoint.rate_limit_per_s)
     if not allowed:
         raise Rejected(
-            429, "rate_limited", f"over this endpoint's limit of {endpoint.rate_limit_per_s} requests/s",
+            429,
+            "rate_limited",
+            f"over this endpoint's limit of {endpoint.rate_limit_per_s} requests/s",
             headers={"Retry-After": str(max(1, int(retry_after + 0.999)))},
         )
 
@@ -318,8 +322,12 @@ def webhook_deliver(*, endpoint: WebhookEndpoint, headers: Any, content_type: st
             except IntegrityError:
                 raise Rejected(409, "replayed_delivery", "this delivery id was already received", "/headers/webhook-id") from None
             run = run_start(
-                workflow=endpoint.workflow, inputs=payload, user=endpoint.workflow.owner, trigger="webhook",
-                idempotency_key=idem_key, priority=5,
+                workflow=endpoint.workflow,
+                inputs=payload,
+                user=endpoint.workflow.owner,
+                trigger="webhook",
+                idempotency_key=idem_key,
+                priority=5,
             )
             delivery.run_id = run.pk
             delivery.save(update_fields=["run_id"])
@@ -443,8 +451,12 @@ def _fire_one(schedule: Schedule, now: datetime) -> list[Any]:
             with transaction.atomic():
                 runs.append(
                     run_start(
-                        workflow=schedule.workflow, inputs=inputs, user=schedule.workflow.owner, trigger="schedule",
-                        idempotency_key=f"schedule:{schedule.pk}:{int(tick.timestamp())}", priority=3,
+                        workflow=schedule.workflow,
+                        inputs=inputs,
+                        user=schedule.workflow.owner,
+                        trigger="schedule",
+                        idempotency_key=f"schedule:{schedule.pk}:{int(tick.timestamp())}",
+                        priority=3,
                     )
                 )
         except ZyraError as exc:

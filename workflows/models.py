@@ -15,9 +15,7 @@ class Workflow(models.Model):
     description = models.TextField(blank=True, default="")
     tags = models.JSONField(default=list, blank=True)
     is_active = models.BooleanField(default=True)
-    current_version = models.ForeignKey(
-        "WorkflowVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
+    current_version = models.ForeignKey("WorkflowVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # Resource limit: runs of this workflow running at once (0 = no limit).
     max_concurrent_runs = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -52,13 +50,13 @@ class WorkflowVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.workflow_id} v{self.number}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not kwargs.pop("force_rewrite", False):
+            raise ValueError("WorkflowVersion rows are immutable")
+        super().save(*args, **kwargs)
+
     @property
     def submitted_document(self) -> Any:
         if self.submitted_text:
             return json.loads(self.submitted_text)
         return self.submitted
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None and not kwargs.pop("force_rewrite", False):
-            raise ValueError("WorkflowVersion rows are immutable")
-        super().save(*args, **kwargs)

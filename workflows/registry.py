@@ -39,7 +39,7 @@ class NodeTypeSpec:
     label: str
     description: str
     config_schema: dict[str, Any]
-    output_schema: dict[str, Any] = field(default_factory=lambda: {})
+    output_schema: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 30.0  # default per-attempt timeout
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     queue: QueueName = "cpu"

@@ -54,7 +54,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         err = ZyraError("validation_error", "The request is invalid.", details, 400)
         return Response(err.as_dict(), status=400)
     if isinstance(exc, drf_exc.ParseError):
-        err = ZyraError("malformed_json", f"The body is not valid JSON: {exc.detail}", [ErrorDetail("", "malformed_json", str(exc.detail))], 400)
+        err = ZyraError(
+            "malformed_json", f"The body is not valid JSON: {exc.detail}", [ErrorDetail("", "malformed_json", str(exc.detail))], 400
+        )
         return Response(err.as_dict(), status=400)
     if isinstance(exc, drf_exc.APIException):
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code

@@ -25,8 +25,7 @@ EXEMPT_PREFIXES = ("/hooks/",)
 def _too_large(cap: int) -> JsonResponse:
     message = f"The request body is larger than {cap} bytes."
     return JsonResponse(
-        {"error": {"code": "body_too_large", "message": message,
-                   "details": [{"path": "", "code": "body_too_large", "message": message}]}},
+        {"error": {"code": "body_too_large", "message": message, "details": [{"path": "", "code": "body_too_large", "message": message}]}},
         status=413,
     )
 
@@ -43,9 +42,16 @@ class RequestSizeLimitMiddleware:
                 declared = int(raw)
             except ValueError:
                 message = "Content-Length is not a number."
-                return JsonResponse({"error": {"code": "invalid_content_length", "message": message,
-                                               "details": [{"path": "", "code": "invalid_content_length", "message": message}]}},
-                                    status=400)
+                return JsonResponse(
+                    {
+                        "error": {
+                            "code": "invalid_content_length",
+                            "message": message,
+                            "details": [{"path": "", "code": "invalid_content_length", "message": message}],
+                        }
+                    },
+                    status=400,
+                )
             if declared > cap:
                 return _too_large(cap)
         return self.get_response(request)

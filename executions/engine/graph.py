@@ -157,7 +157,7 @@ def find_cycle(candidates: list[str], edges: list[Edge]) -> list[str]:
                 stack.append((node, idx + 1))
                 nxt = succ[idx]
                 if color.get(nxt) == 1:
-                    return path[path.index(nxt):]
+                    return path[path.index(nxt) :]
                 if nxt not in color:
                     stack.append((nxt, 0))
             else:

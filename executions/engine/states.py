@@ -21,9 +21,7 @@ _RUN_ALLOWED: dict[str, frozenset[str]] = {
 _NODE_ALLOWED: dict[str, frozenset[str]] = {
     "pending": frozenset({"queued", "skipped", "cancelled", "succeeded"}),
     "queued": frozenset({"running", "cancelled", "queued", "skipped"}),
-    "running": frozenset(
-        {"succeeded", "failed", "timed_out", "retrying", "deferred", "cancelled", "queued"}
-    ),
+    "running": frozenset({"succeeded", "failed", "timed_out", "retrying", "deferred", "cancelled", "queued"}),
     "deferred": frozenset({"running", "queued", "cancelled"}),
     "retrying": frozenset({"running", "queued", "cancelled"}),
     # Resume re-opens failed/cancelled/timed_out/skipped nodes.

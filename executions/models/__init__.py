@@ -4,4 +4,4 @@ from executions.models.analytics import DailyWorkflowStats
 from executions.models.resilience import CircuitBreaker, CircuitState, ServicePolicy
 from executions.models.runs import NodeRun, NodeStatus, Run, RunEvent, RunStatus
 
-__all__ = ["CircuitBreaker", "DailyWorkflowStats", "CircuitState", "NodeRun", "NodeStatus", "Run", "RunEvent", "RunStatus", "ServicePolicy"]
+__all__ = ["CircuitBreaker", "CircuitState", "DailyWorkflowStats", "NodeRun", "NodeStatus", "Run", "RunEvent", "RunStatus", "ServicePolicy"]

@@ -69,7 +69,8 @@ class Run(models.Model):
             models.Index(fields=["status", "created_at"]),
             # Analytics (executions/analytics.py): time-range scans answered from the index alone.
             models.Index(
-                fields=["created_at"], include=["workflow", "owner", "status", "started_at", "finished_at"],
+                fields=["created_at"],
+                include=["workflow", "owner", "status", "started_at", "finished_at"],
                 name="run_analytics_idx",
             ),
         ]
@@ -134,11 +135,14 @@ class NodeRun(models.Model):
             models.Index(fields=["type", "status"], name="noderun_type_idx"),
             # Analytics: per-run node figures without visiting the heap, and the failures alone.
             models.Index(
-                fields=["run"], include=["type", "status", "attempt", "deferred_ms", "defer_reason", "started_at", "finished_at"],
+                fields=["run"],
+                include=["type", "status", "attempt", "deferred_ms", "defer_reason", "started_at", "finished_at"],
                 name="noderun_analytics_idx",
             ),
             models.Index(
-                fields=["run", "node_id"], condition=models.Q(status__in=["failed", "timed_out"]), name="noderun_failed_idx",
+                fields=["run", "node_id"],
+                condition=models.Q(status__in=["failed", "timed_out"]),
+                name="noderun_failed_idx",
             ),
         ]
 

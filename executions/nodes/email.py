@@ -58,17 +58,19 @@ def _classify(exc: BaseException) -> NodeError:
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return NodeError("auth", f"SMTP authentication failed ({exc.smtp_code})")
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        refused = {addr: f"{code} {msg.decode(errors='replace') if isinstance(msg, bytes) else msg}"
-                   for addr, (code, msg) in exc.recipients.items()}
+        refused = {
+            addr: f"{code} {msg.decode(errors='replace') if isinstance(msg, bytes) else msg}"
+            for addr, (code, msg) in exc.recipients.items()
+        }
         transient = all(400 <= code < 500 for code, _ in exc.recipients.values())
-        return NodeError("connection" if transient else "validation", "the SMTP server refused the recipients",
-                         details={"refused": refused})
+        return NodeError(
+            "connection" if transient else "validation", "the SMTP server refused the recipients", details={"refused": refused}
+        )
     if isinstance(exc, smtplib.SMTPResponseException):
         code = exc.smtp_code
         message = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
         # 4yz replies are transient by definition (RFC 5321); 5yz are permanent.
-        return NodeError("connection" if 400 <= code < 500 else "validation", f"SMTP {code}: {message}"[:500],
-                         details={"smtp_code": code})
+        return NodeError("connection" if 400 <= code < 500 else "validation", f"SMTP {code}: {message}"[:500], details={"smtp_code": code})
     if isinstance(exc, (TimeoutError, socket.timeout)):
         return NodeError("timeout", f"the SMTP server did not answer in time: {exc}")
     return NodeError("connection", f"{type(exc).__name__} talking to the SMTP server: {exc}"[:500])
@@ -98,8 +100,14 @@ class EmailHandler(NodeHandler):
         timeout = outbound.time_budget(ctx, min(float(settings.EMAIL_TIMEOUT or ctx.timeout_s), ctx.timeout_s))
         try:
             message = EmailMultiAlternatives(
-                subject=subject.replace("\r", " ").replace("\n", " "), body=str(body), from_email=str(from_email),
-                to=to, cc=cc, bcc=bcc, reply_to=reply_to, headers=headers,
+                subject=subject.replace("\r", " ").replace("\n", " "),
+                body=str(body),
+                from_email=str(from_email),
+                to=to,
+                cc=cc,
+                bcc=bcc,
+                reply_to=reply_to,
+                headers=headers,
                 connection=get_connection(fail_silently=False, timeout=timeout),
             )
             if html:
@@ -115,8 +123,9 @@ class EmailHandler(NodeHandler):
         except (smtplib.SMTPException, OSError) as exc:
             error = _classify(exc)
             counts = error.code in ("timeout", "connection") and not isinstance(exc, smtplib.SMTPResponseException)
-            admission.settle("failure" if counts else "success", duration_s=time.monotonic() - started,
-                             error=f"{error.code}: {error.message}")
+            admission.settle(
+                "failure" if counts else "success", duration_s=time.monotonic() - started, error=f"{error.code}: {error.message}"
+            )
             raise error from None
         except BaseException:
             admission.settle("ignored")

@@ -119,7 +119,9 @@ class HttpRequestHandler(NodeHandler):
         if body is not None and not has_json and not isinstance(body, str):
             raise config_error("body", "body must be a string (use json for structured data)")
         response = outbound.request(
-            ctx, method, url,
+            ctx,
+            method,
+            url,
             headers=headers,
             params=_query(config),
             json=config.get("json") if has_json else None,

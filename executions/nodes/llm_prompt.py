@@ -64,16 +64,18 @@ class LlmPromptHandler(NodeHandler):
             headers["Authorization"] = f"Bearer {api_key}"
         base_url = str(config.get("base_url") or DEFAULT_BASE_URL).strip().rstrip("/")
         url = f"{base_url}/chat/completions"
-        response = outbound.request(ctx, "POST", url, headers=headers, json=body, service=read_service(config),
-                                    timeout=read_timeout(ctx), has_json=True)
+        response = outbound.request(
+            ctx, "POST", url, headers=headers, json=body, service=read_service(config), timeout=read_timeout(ctx), has_json=True
+        )
         outbound.raise_for_status(response, host=host_of(url))
         answer = response.body
         try:
             choice = answer["choices"][0]
             text = choice["message"]["content"]
         except (TypeError, KeyError, IndexError):
-            raise NodeError("http_5xx", "the chat-completions answer has no choices[0].message.content",
-                            details={"body": str(answer)[:300]}) from None
+            raise NodeError(
+                "http_5xx", "the chat-completions answer has no choices[0].message.content", details={"body": str(answer)[:300]}
+            ) from None
         usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else None
         return {
             "text": text if isinstance(text, str) else ("" if text is None else str(text)),

@@ -52,8 +52,14 @@ class NotificationHandler(NodeHandler):
         url = read_url(ctx.config)
         style, body = build_payload(ctx.config)
         response = outbound.request(
-            ctx, "POST", url, headers=read_headers(ctx.config), json=body, service=read_service(ctx.config),
-            timeout=read_timeout(ctx), has_json=True,
+            ctx,
+            "POST",
+            url,
+            headers=read_headers(ctx.config),
+            json=body,
+            service=read_service(ctx.config),
+            timeout=read_timeout(ctx),
+            has_json=True,
         )
         outbound.raise_for_status(response, host=host_of(url))
         return {"delivered": True, "status": response.status, "style": style, "response": response.body}

@@ -76,15 +76,18 @@ class PriceMonitorHandler(NodeHandler):
             headers[header] = str(api_key)
         url = f"{base_url}/simple/price"
         response = outbound.request(
-            ctx, "GET", url, headers=headers,
+            ctx,
+            "GET",
+            url,
+            headers=headers,
             params={"ids": ",".join(dict.fromkeys(coins + targets)), "vs_currencies": vs, "include_24hr_change": "true"},
-            service=read_service(config), timeout=read_timeout(ctx),
+            service=read_service(config),
+            timeout=read_timeout(ctx),
         )
         outbound.raise_for_status(response, host=host_of(url))
         body = response.body
         if not isinstance(body, dict):
-            raise NodeError("http_5xx", "the price API answered with something other than a JSON object",
-                            details={"body": str(body)[:300]})
+            raise NodeError("http_5xx", "the price API answered with something other than a JSON object", details={"body": str(body)[:300]})
         prices: dict[str, float | None] = {}
         changes: dict[str, float | None] = {}
         for coin in dict.fromkeys(coins + targets):
@@ -93,8 +96,11 @@ class PriceMonitorHandler(NodeHandler):
             prices[coin] = _number(entry.get(vs))
             changes[coin] = _number(entry.get(f"{vs}_24h_change"))
         if all(prices[c] is None for c in targets):
-            raise NodeError("validation", f"the price API returned no {vs} price for {', '.join(targets)}",
-                            details={"coins": targets, "vs_currency": vs})
+            raise NodeError(
+                "validation",
+                f"the price API returned no {vs} price for {', '.join(targets)}",
+                details={"coins": targets, "vs_currency": vs},
+            )
         triggered = [c for c in targets if evaluate(condition, threshold, prices[c], changes[c])]
         return {
             "prices": prices,

@@ -18,13 +18,36 @@ __all__ = ["CircuitBreakerAdmin", "ServicePolicyAdmin"]
 
 @admin.register(CircuitBreaker)
 class CircuitBreakerAdmin(admin.ModelAdmin):
-    list_display = ("key", "state", "window_calls", "window_failures", "total_calls", "total_failures",
-                    "consecutive_opens", "open_until", "last_failure_at", "short_failure")
+    list_display = (
+        "key",
+        "state",
+        "window_calls",
+        "window_failures",
+        "total_calls",
+        "total_failures",
+        "consecutive_opens",
+        "open_until",
+        "last_failure_at",
+        "short_failure",
+    )
     list_filter = ("state",)
     search_fields = ("key",)
     actions = ["reset_selected"]
-    readonly_fields = ("key", "state", "window", "total_calls", "total_failures", "consecutive_opens", "opened_at",
-                       "open_until", "probe_lease_until", "probe_token", "last_failure_at", "last_failure", "updated_at")
+    readonly_fields = (
+        "key",
+        "state",
+        "window",
+        "total_calls",
+        "total_failures",
+        "consecutive_opens",
+        "opened_at",
+        "open_until",
+        "probe_lease_until",
+        "probe_token",
+        "last_failure_at",
+        "last_failure",
+        "updated_at",
+    )
 
     def _counts(self, obj: CircuitBreaker) -> dict[str, Any]:
         return circuit_window_counts(obj, window_s=int(settings.ZYRA_BREAKER_WINDOW_S))
@@ -54,6 +77,5 @@ class CircuitBreakerAdmin(admin.ModelAdmin):
 
 @admin.register(ServicePolicy)
 class ServicePolicyAdmin(admin.ModelAdmin):
-    list_display = ("key", "rate_per_s", "burst", "failure_rate_threshold", "minimum_calls", "window_s", "open_wait_s",
-                    "updated_at")
+    list_display = ("key", "rate_per_s", "burst", "failure_rate_threshold", "minimum_calls", "window_s", "open_wait_s", "updated_at")
     search_fields = ("key",)

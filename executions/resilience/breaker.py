@@ -255,8 +255,14 @@ class Breaker:
             raise CircuitOpen(key, snapshot.open_until, CircuitState.OPEN)
 
     def acquire(
-        self, key: str, snapshot: BreakerSnapshot | None, *, call_timeout_s: float, now: datetime | None = None,
-        run_id: str | None = None, node_id: str = "",
+        self,
+        key: str,
+        snapshot: BreakerSnapshot | None,
+        *,
+        call_timeout_s: float,
+        now: datetime | None = None,
+        run_id: str | None = None,
+        node_id: str = "",
     ) -> Permit:
         """Admit a call or raise CircuitOpen. In half-open, at most one caller gets the probe."""
         if snapshot is None or snapshot.state == CircuitState.CLOSED:
@@ -302,8 +308,15 @@ class Breaker:
     # ------------------------------------------------------------------ outcomes
 
     def record(
-        self, permit: Permit, outcome: Outcome, *, duration_s: float = 0.0, error: str = "",
-        now: datetime | None = None, run_id: str | None = None, node_id: str = "",
+        self,
+        permit: Permit,
+        outcome: Outcome,
+        *,
+        duration_s: float = 0.0,
+        error: str = "",
+        now: datetime | None = None,
+        run_id: str | None = None,
+        node_id: str = "",
     ) -> str | None:
         """Store the call's outcome; returns the transition it caused (opened/closed/reopened) or None."""
         now = now or timezone.now()
@@ -323,8 +336,14 @@ class Breaker:
         return transition
 
     def record_later(
-        self, permit: Permit, outcome: Outcome, *, duration_s: float = 0.0, error: str = "",
-        run_id: str | None = None, node_id: str = "",
+        self,
+        permit: Permit,
+        outcome: Outcome,
+        *,
+        duration_s: float = 0.0,
+        error: str = "",
+        run_id: str | None = None,
+        node_id: str = "",
     ) -> None:
         """``record`` off the call's critical path when that is safe (see ``_WriteBehind``).
 
@@ -353,8 +372,15 @@ class Breaker:
                 return None
             if outcome == "success":
                 closed = mine.update(
-                    state=CircuitState.CLOSED, window=[], consecutive_opens=0, opened_at=None, open_until=None,
-                    probe_lease_until=None, probe_token="", total_calls=F("total_calls") + 1, updated_at=now,
+                    state=CircuitState.CLOSED,
+                    window=[],
+                    consecutive_opens=0,
+                    opened_at=None,
+                    open_until=None,
+                    probe_lease_until=None,
+                    probe_token="",
+                    total_calls=F("total_calls") + 1,
+                    updated_at=now,
                 )
                 return "closed" if closed else None
             opens = mine.select_for_update().values_list("consecutive_opens", flat=True).first()
@@ -363,22 +389,39 @@ class Breaker:
             opens += 1
             until = now + timedelta(seconds=_wait_s(self.config, opens))
             mine.update(
-                state=CircuitState.OPEN, window=[], consecutive_opens=opens, opened_at=now, open_until=until,
-                probe_lease_until=None, probe_token="", total_calls=F("total_calls") + 1,
-                total_failures=F("total_failures") + 1, last_failure_at=now, last_failure=error[:2000], updated_at=now,
+                state=CircuitState.OPEN,
+                window=[],
+                consecutive_opens=opens,
+                opened_at=now,
+                open_until=until,
+                probe_lease_until=None,
+                probe_token="",
+                total_calls=F("total_calls") + 1,
+                total_failures=F("total_failures") + 1,
+                last_failure_at=now,
+                last_failure=error[:2000],
+                updated_at=now,
             )
             return "reopened"
 
-    def _record_call_pg(self, key: str, failed: bool, slow: bool, *, error: str, now: datetime, bucket: int,
-                        horizon: int) -> str | None:
+    def _record_call_pg(self, key: str, failed: bool, slow: bool, *, error: str, now: datetime, bucket: int, horizon: int) -> str | None:
         """PostgreSQL: one round trip per call; returns "missing" when the row does not exist yet."""
         return self._record_counts_pg(key, 1, int(failed), int(slow), error=error, now=now, bucket=bucket, horizon=horizon)
 
-    def _record_counts_pg(self, key: str, calls: int, failed: int, slow: int, *, error: str, now: datetime,
-                          bucket: int, horizon: int) -> str | None:
+    def _record_counts_pg(
+        self, key: str, calls: int, failed: int, slow: int, *, error: str, now: datetime, bucket: int, horizon: int
+    ) -> str | None:
         sql = _RECORD_SQL.format(cb=_CB, w='"window"', elem=_ELEM.format(w='"window"'))
-        params = {"horizon": horizon, "bucket": bucket, "calls": calls, "failed": failed, "slow": slow, "now": now,
-                  "error": error[:2000], "key": key}
+        params = {
+            "horizon": horizon,
+            "bucket": bucket,
+            "calls": calls,
+            "failed": failed,
+            "slow": slow,
+            "now": now,
+            "error": error[:2000],
+            "key": key,
+        }
         rows = _pg_run(sql, params, write=True)  # type: ignore[arg-type]
         if not rows:
             return "missing"
@@ -393,8 +436,14 @@ class Breaker:
             _lock_timeout()
             # Conditional: of two callers that both saw the window trip, one opens it.
             opened = CircuitBreaker.objects.filter(key=key, state=CircuitState.CLOSED).update(
-                state=CircuitState.OPEN, window=[], consecutive_opens=F("consecutive_opens") + 1, opened_at=now,
-                open_until=until, probe_lease_until=None, probe_token="", updated_at=now,
+                state=CircuitState.OPEN,
+                window=[],
+                consecutive_opens=F("consecutive_opens") + 1,
+                opened_at=now,
+                open_until=until,
+                probe_lease_until=None,
+                probe_token="",
+                updated_at=now,
             )
         if not opened:
             return None
@@ -444,8 +493,14 @@ class Breaker:
             opens = int(opens) + 1
             until = now + timedelta(seconds=_wait_s(cfg, opens))
             rows.update(
-                state=CircuitState.OPEN, window=[], consecutive_opens=opens, opened_at=now, open_until=until,
-                probe_lease_until=None, probe_token="", **changes,
+                state=CircuitState.OPEN,
+                window=[],
+                consecutive_opens=opens,
+                opened_at=now,
+                open_until=until,
+                probe_lease_until=None,
+                probe_token="",
+                **changes,
             )
         log.warning(
             "executions.circuit_opened",
@@ -457,8 +512,7 @@ class Breaker:
 def _trips(cfg: BreakerConfig, calls: int, failures: int, slows: int) -> bool:
     """Resilience4j's rule: enough calls in the window, and too many of them failed (or were slow)."""
     return calls >= cfg.minimum_calls and (
-        failures / calls >= cfg.failure_rate_threshold
-        or (cfg.slow_call_s > 0 and slows / calls >= cfg.slow_call_rate_threshold)
+        failures / calls >= cfg.failure_rate_threshold or (cfg.slow_call_s > 0 and slows / calls >= cfg.slow_call_rate_threshold)
     )
 
 
@@ -612,12 +666,14 @@ class _WriteBehind:
             slow = sum(i.slow for i in items)
             try:
                 b = items[0].breaker
-                transition = b._record_counts_pg(key, len(items), len(failures), slow, error=error, now=now, bucket=bucket,
-                                                 horizon=bucket - config.window_s)
+                transition = b._record_counts_pg(
+                    key, len(items), len(failures), slow, error=error, now=now, bucket=bucket, horizon=bucket - config.window_s
+                )
                 if transition == "missing":
                     CircuitBreaker.objects.bulk_create([CircuitBreaker(key=key, updated_at=now)], ignore_conflicts=True)
-                    transition = b._record_counts_pg(key, len(items), len(failures), slow, error=error, now=now,
-                                                     bucket=bucket, horizon=bucket - config.window_s)
+                    transition = b._record_counts_pg(
+                        key, len(items), len(failures), slow, error=error, now=now, bucket=bucket, horizon=bucket - config.window_s
+                    )
             except (OperationalError, InterfaceError) as exc:
                 _storage_failed("record", key, exc)
                 continue
@@ -625,8 +681,9 @@ class _WriteBehind:
                 log.exception("executions.breaker_writer_failed", extra={"service": key})
                 continue
             if transition in ("opened",):
-                _transition(key, transition, run_id=last.run_id, node_id=last.node_id,
-                            data={"error": last.error[:300]} if last.error else {})
+                _transition(
+                    key, transition, run_id=last.run_id, node_id=last.node_id, data={"error": last.error[:300]} if last.error else {}
+                )
 
 
 _writer = _WriteBehind()
@@ -673,8 +730,14 @@ def breaker_reset(*, key: str, actor: str = "") -> bool:
     """Close a breaker by hand (admin / API). Returns whether a row existed."""
     now = timezone.now()
     updated = CircuitBreaker.objects.filter(key=key).update(
-        state=CircuitState.CLOSED, window=[], consecutive_opens=0, opened_at=None, open_until=None,
-        probe_lease_until=None, probe_token="", updated_at=now,
+        state=CircuitState.CLOSED,
+        window=[],
+        consecutive_opens=0,
+        opened_at=None,
+        open_until=None,
+        probe_lease_until=None,
+        probe_token="",
+        updated_at=now,
     )
     if updated:
         log.warning("executions.circuit_reset", extra={"service": key, "actor": actor})

@@ -152,8 +152,7 @@ class Admission:
         if self.settled or self.breaker is None or self.permit is None:
             return
         self.settled = True
-        self.breaker.record_later(self.permit, outcome, duration_s=duration_s, error=error, run_id=self.run_id,
-                                  node_id=self.node_id)
+        self.breaker.record_later(self.permit, outcome, duration_s=duration_s, error=error, run_id=self.run_id, node_id=self.node_id)
 
 
 def admit(ctx: NodeContext | None, key: str, call_timeout_s: float) -> Admission:
@@ -173,8 +172,10 @@ def admit(ctx: NodeContext | None, key: str, call_timeout_s: float) -> Admission
         try:
             state = service_state_load(key=key)
         except (OperationalError, InterfaceError) as exc:
-            log.error("executions.breaker_storage_failed",
-                      extra={"op": "load", "service": key, "error": f"{type(exc).__name__}: {exc}", "policy": "fail_open"})
+            log.error(
+                "executions.breaker_storage_failed",
+                extra={"op": "load", "service": key, "error": f"{type(exc).__name__}: {exc}", "policy": "fail_open"},
+            )
     policy = state.policy if state is not None else None
     breaker = Breaker(BreakerConfig.from_settings(policy)) if use_breaker else None
     snapshot = state.breaker if state is not None else None
@@ -240,8 +241,17 @@ def request(
     result: safe_http.HttpResult | None = None
     error: NodeError | None = None
     try:
-        result = safe_http.fetch(method, url, headers=send_headers, params=params, json=json, content=content,
-                                 timeout_s=budget, follow_redirects=follow_redirects, has_json=has_json)
+        result = safe_http.fetch(
+            method,
+            url,
+            headers=send_headers,
+            params=params,
+            json=json,
+            content=content,
+            timeout_s=budget,
+            follow_redirects=follow_redirects,
+            has_json=has_json,
+        )
     except NodeError as exc:
         error = exc
     except BaseException:
@@ -258,8 +268,7 @@ def request(
     else:
         assert result is not None
         failed = result.status >= 500
-        admission.settle("failure" if failed else "success", duration_s=duration,
-                         error=f"HTTP {result.status}" if failed else "")
+        admission.settle("failure" if failed else "success", duration_s=duration, error=f"HTTP {result.status}" if failed else "")
 
     if error is not None:
         raise error
@@ -269,6 +278,10 @@ def request(
         if wait is not None and wait > 0:
             upstream_block(key=key, seconds=wait)
     return Response(
-        status=result.status, headers=result.headers, body=parse_body(result.content, result.content_type),
-        elapsed_ms=result.elapsed_ms, url=result.url, raw=result.content,
+        status=result.status,
+        headers=result.headers,
+        body=parse_body(result.content, result.content_type),
+        elapsed_ms=result.elapsed_ms,
+        url=result.url,
+        raw=result.content,
     )

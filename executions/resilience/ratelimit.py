@@ -127,8 +127,10 @@ _local = _LocalState()
 
 
 def _storage_failed(op: str, key: str, exc: BaseException) -> None:
-    log.error("executions.ratelimit_storage_failed",
-              extra={"op": op, "service": key, "error": f"{type(exc).__name__}: {exc}", "policy": "fail_open"})
+    log.error(
+        "executions.ratelimit_storage_failed",
+        extra={"op": op, "service": key, "error": f"{type(exc).__name__}: {exc}", "policy": "fail_open"},
+    )
 
 
 class RateLimiter:
@@ -155,8 +157,7 @@ class RateLimiter:
                 if ttl and ttl > 0:
                     raise RateLimited(key, ttl / 1000.0, "upstream_429")
                 return
-            code, wait_us = client._zyra_acquire(keys=[PREFIX + key, PREFIX + "block:" + key],
-                                                 args=[interval_us, self.limit.burst])
+            code, wait_us = client._zyra_acquire(keys=[PREFIX + key, PREFIX + "block:" + key], args=[interval_us, self.limit.burst])
         except RateLimited:
             raise
         except Exception as exc:  # noqa: BLE001 - any Redis/network failure: fail open (module docstring)

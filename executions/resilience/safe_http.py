@@ -69,8 +69,7 @@ _V4_RULES: tuple[tuple[tuple[IPNetwork, ...], str], ...] = (
     (_nets("224.0.0.0/4"), "multicast address"),
     (_nets("255.255.255.255/32"), "broadcast address"),
     (
-        _nets("192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "198.18.0.0/15", "198.51.100.0/24",
-              "203.0.113.0/24", "240.0.0.0/4"),
+        _nets("192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4"),
         "reserved address",
     ),
 )
@@ -257,8 +256,9 @@ class GuardedBackend(httpcore.NetworkBackend):
         assert last is not None
         raise last
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None
+    ) -> httpcore.NetworkStream:
         raise SSRFBlocked(path, "unix sockets are not allowed")
 
     def sleep(self, seconds: float) -> None:
@@ -299,8 +299,12 @@ def _client(policy: Policy) -> httpx.Client:
             client = _clients.get(key)
             if client is None:
                 limits = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30.0)
-                client = httpx.Client(transport=GuardedTransport(policy, limits, ca_bundle), trust_env=False,
-                                      follow_redirects=False, headers={"User-Agent": USER_AGENT})
+                client = httpx.Client(
+                    transport=GuardedTransport(policy, limits, ca_bundle),
+                    trust_env=False,
+                    follow_redirects=False,
+                    headers={"User-Agent": USER_AGENT},
+                )
                 _clients[key] = client
     return client
 
@@ -330,8 +334,11 @@ def _validate_url(url: str, policy: Policy) -> tuple[str, str]:
         raise NodeError("config", f"malformed URL: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
-        raise NodeError("ssrf_blocked", f"scheme {scheme or '(none)'!r} is not allowed (only http and https)",
-                        details={"host": host, "reason": "scheme"})
+        raise NodeError(
+            "ssrf_blocked",
+            f"scheme {scheme or '(none)'!r} is not allowed (only http and https)",
+            details={"host": host, "reason": "scheme"},
+        )
     if not host:
         raise NodeError("config", "URL has no host")
     try:
@@ -416,23 +423,22 @@ def fetch(
         except SSRFBlocked as exc:
             raise _ssrf_error(exc) from None
         except httpx.TimeoutException as exc:
-            raise NodeError("timeout", f"{type(exc).__name__} calling {request_url.host}: {exc or 'timed out'}",
-                            details={"host": request_url.host}) from None
+            raise NodeError(
+                "timeout", f"{type(exc).__name__} calling {request_url.host}: {exc or 'timed out'}", details={"host": request_url.host}
+            ) from None
         except (httpx.TransportError, OSError) as exc:
-            raise NodeError("connection", f"{type(exc).__name__} calling {request_url.host}: {exc}",
-                            details={"host": request_url.host}) from None
+            raise NodeError(
+                "connection", f"{type(exc).__name__} calling {request_url.host}: {exc}", details={"host": request_url.host}
+            ) from None
         try:
             location = response.headers.get("location")
             if follow_redirects and response.status_code in REDIRECT_STATUSES and location:
                 if redirects >= hops_left:
-                    raise NodeError("too_many_redirects", f"too many redirects (more than {hops_left})",
-                                    details={"host": request_url.host})
+                    raise NodeError("too_many_redirects", f"too many redirects (more than {hops_left})", details={"host": request_url.host})
                 next_url = urljoin(str(request_url), location)
                 redirects += 1
                 first = False
-                if (response.status_code == 303 and method != "HEAD") or (
-                    response.status_code in (301, 302) and method == "POST"
-                ):
+                if (response.status_code == 303 and method != "HEAD") or (response.status_code in (301, 302) and method == "POST"):
                     method = "GET"
                     body = None
                     for name in ("content-type", "content-length", "transfer-encoding"):
@@ -447,26 +453,23 @@ def fetch(
                 continue
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > cap:
-                raise NodeError("response_too_large", f"response of {declared} bytes exceeds the {cap}-byte cap",
-                                details={"limit": cap})
+                raise NodeError("response_too_large", f"response of {declared} bytes exceeds the {cap}-byte cap", details={"limit": cap})
             chunks: list[bytes] = []
             size = 0
             try:
                 for chunk in response.iter_bytes():
                     size += len(chunk)
                     if size > cap:
-                        raise NodeError("response_too_large", f"response exceeds the {cap}-byte cap",
-                                        details={"limit": cap})
+                        raise NodeError("response_too_large", f"response exceeds the {cap}-byte cap", details={"limit": cap})
                     if time.monotonic() > deadline:
-                        raise NodeError("timeout", f"timed out after {total:g}s reading the response",
-                                        details={"host": request_url.host})
+                        raise NodeError("timeout", f"timed out after {total:g}s reading the response", details={"host": request_url.host})
                     chunks.append(chunk)
             except httpx.TimeoutException:
-                raise NodeError("timeout", f"timed out after {total:g}s reading the response",
-                                details={"host": request_url.host}) from None
+                raise NodeError("timeout", f"timed out after {total:g}s reading the response", details={"host": request_url.host}) from None
             except httpx.TransportError as exc:
-                raise NodeError("connection", f"{type(exc).__name__} reading from {request_url.host}: {exc}",
-                                details={"host": request_url.host}) from None
+                raise NodeError(
+                    "connection", f"{type(exc).__name__} reading from {request_url.host}: {exc}", details={"host": request_url.host}
+                ) from None
             return HttpResult(
                 status=response.status_code,
                 headers={k.lower(): v for k, v in response.headers.items()},
@@ -506,8 +509,7 @@ def classify_status(status: int, headers: Mapping[str, str] | None = None, *, ho
         return NodeError("http_5xx", f"HTTP {status}{where}", details={"status": status})
     if status == 429:
         retry_after = parse_retry_after((headers or {}).get("retry-after"))
-        return NodeError("http_429", f"HTTP 429 (rate limited){where}", details={"status": status},
-                         retry_after_s=retry_after)
+        return NodeError("http_429", f"HTTP 429 (rate limited){where}", details={"status": status}, retry_after_s=retry_after)
     if status in (401, 403):
         return NodeError("auth", f"HTTP {status} (not authorised){where}", details={"status": status})
     if status >= 400:

@@ -25,8 +25,18 @@ class CircuitSerializer(serializers.ModelSerializer):
     class Meta:
         model = CircuitBreaker
         fields = [
-            "key", "state", "window", "total_calls", "total_failures", "consecutive_opens", "opened_at",
-            "open_until", "probe_lease_until", "last_failure_at", "last_failure", "updated_at",
+            "key",
+            "state",
+            "window",
+            "total_calls",
+            "total_failures",
+            "consecutive_opens",
+            "opened_at",
+            "open_until",
+            "probe_lease_until",
+            "last_failure_at",
+            "last_failure",
+            "updated_at",
         ]
 
     def get_window(self, obj: CircuitBreaker) -> dict[str, Any]:

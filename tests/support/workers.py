@@ -37,8 +37,25 @@ class ProcessGroup:
         self, name: str, queues: str = "io,cpu,sweep", pool: str = "threads", concurrency: int = 8, extra_args: list[str] | None = None
     ) -> subprocess.Popen[bytes]:
         args = [
-            sys.executable, "-m", "celery", "-A", "zyra", "worker", "-Q", queues, "-P", pool, "-c", str(concurrency),
-            "-n", f"{name}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "zyra",
+            "worker",
+            "-Q",
+            queues,
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
             *(extra_args or []),
         ]
         return self._spawn(name, args)
@@ -51,7 +68,11 @@ class ProcessGroup:
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = open(LOG_DIR / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            args, cwd=ROOT, env=worker_env(self.db_name, self.env_extra), stdout=log, stderr=subprocess.STDOUT,
+            args,
+            cwd=ROOT,
+            env=worker_env(self.db_name, self.env_extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs[name] = proc

@@ -40,7 +40,11 @@ def test_standard_signature_matches_reference_library() -> None:
     assert verify_standard(headers=headers, body=body, keys=[standard_secret_key(secret)], now=ts + 10, tolerance_s=300) == msg_id
     # The reference verifier agrees with ours on what we produce for "now".
     now = int(time.time())
-    headers = {"webhook-id": msg_id, "webhook-timestamp": str(now), "webhook-signature": standard_sign(standard_secret_key(secret), msg_id, now, body)}
+    headers = {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(now),
+        "webhook-signature": standard_sign(standard_secret_key(secret), msg_id, now, body),
+    }
     Webhook(secret).verify(body, headers)
 
 

@@ -26,7 +26,9 @@ def test_endpoint_follows_versions(user: Any) -> None:
     # A new version without the node deactivates; bringing it back restores the same URL.
     for nodes, active in (([node("m", "MANUAL")], False), ([node("hook", "WEBHOOK", {"signing": "github"})], True)):
         canonical = normalize({"nodes": nodes, "edges": []})
-        v = WorkflowVersion.objects.create(workflow=wf, number=wf.versions.count() + 1, definition=canonical, submitted=canonical, checksum=checksum(canonical))
+        v = WorkflowVersion.objects.create(
+            workflow=wf, number=wf.versions.count() + 1, definition=canonical, submitted=canonical, checksum=checksum(canonical)
+        )
         wf.current_version = v
         wf.save()
         services.triggers_sync(wf)
@@ -68,7 +70,12 @@ def test_api_owner_only_regenerate_and_secrets(api: Any, other_api: Any, user: A
     old_path = ep.path
     r = api.post(f"/api/webhooks/{ep.pk}/regenerate-token/", {}, format="json")
     assert r.status_code == 200 and r.json()["token"] != ep.token
-    assert client.generic("POST", old_path, body, content_type="application/json", headers=standard_headers(generated, body, "api2")).status_code == 404
+    assert (
+        client.generic(
+            "POST", old_path, body, content_type="application/json", headers=standard_headers(generated, body, "api2")
+        ).status_code
+        == 404
+    )
     ep.refresh_from_db()
     assert post(client, ep, body, standard_headers(generated, body, "api2")).status_code == 202
 
@@ -126,7 +133,9 @@ def test_delivery_ids_are_pruned_after_retention_only(user: Any, settings: Any) 
     [ep] = services.webhook_endpoint_ensure(webhook_workflow(user))
     old = WebhookDelivery.objects.create(endpoint=ep, delivery_id="old")
     recent = WebhookDelivery.objects.create(endpoint=ep, delivery_id="recent")
-    WebhookDelivery.objects.filter(pk=old.pk).update(received_at=timezone.now() - timedelta(seconds=settings.ZYRA_WEBHOOK_REPLAY_RETENTION_S + 60))
+    WebhookDelivery.objects.filter(pk=old.pk).update(
+        received_at=timezone.now() - timedelta(seconds=settings.ZYRA_WEBHOOK_REPLAY_RETENTION_S + 60)
+    )
     # Retention never drops below twice the timestamp tolerance.
     assert settings.ZYRA_WEBHOOK_REPLAY_RETENTION_S >= 2 * settings.ZYRA_WEBHOOK_TOLERANCE_S
     assert services.webhook_deliveries_prune() == 1

@@ -31,8 +31,11 @@ def test_concurrent_duplicate_delivery_makes_one_run(user: Any) -> None:
         lock = threading.Lock()
 
         def deliver(
-            barrier: threading.Barrier = barrier, headers: dict[str, str] = headers, lock: Any = lock,
-            results: list[int] = results, run_ids: list[str] = run_ids,
+            barrier: threading.Barrier = barrier,
+            headers: dict[str, str] = headers,
+            lock: Any = lock,
+            results: list[int] = results,
+            run_ids: list[str] = run_ids,
         ) -> None:
             try:
                 client = Client()

@@ -74,7 +74,9 @@ def test_every_tampered_byte_is_rejected(client: Client, endpoint: WebhookEndpoi
         ch = "A" if sig[i] != "A" else "B"
         _err(post(client, endpoint, body, {**headers, "webhook-signature": sig[:i] + ch + sig[i + 1 :]}), 401, "invalid_signature")
     _err(post(client, endpoint, body, {**headers, "webhook-id": "msg_tampeR"}), 401, "invalid_signature")
-    _err(post(client, endpoint, body, {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) + 1)}), 401, "invalid_signature")
+    _err(
+        post(client, endpoint, body, {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) + 1)}), 401, "invalid_signature"
+    )
     assert _runs() == 0 and not WebhookDelivery.objects.exists()
     # The untouched delivery still goes through afterwards: rejections burned nothing.
     assert post(client, endpoint, body, headers).status_code == 202
@@ -209,7 +211,11 @@ def test_github_scheme(client: Client, user: Any) -> None:
     headers = {"X-Hub-Signature-256": github_sign(secret, body), "X-GitHub-Delivery": "d-1"}
     assert post(client, ep, body, headers).status_code == 202
     _err(post(client, ep, body, headers), 409, "replayed_delivery")
-    _err(post(client, ep, body, {**headers, "X-GitHub-Delivery": "d-2", "X-Hub-Signature-256": github_sign("nope", body)}), 401, "invalid_signature")
+    _err(
+        post(client, ep, body, {**headers, "X-GitHub-Delivery": "d-2", "X-Hub-Signature-256": github_sign("nope", body)}),
+        401,
+        "invalid_signature",
+    )
     _err(post(client, ep, body, {"X-Hub-Signature-256": github_sign(secret, body)}), 401, "missing_signature")
     _err(post(client, ep, body, {"X-GitHub-Delivery": "d-3"}), 401, "missing_signature")
     _err(post(client, ep, body, {**headers, "X-GitHub-Delivery": "d-4", "X-Hub-Signature-256": "sha1=abc"}), 401, "invalid_signature")

@@ -18,8 +18,12 @@ CONFIG_SCHEMA = {
     "type": "object",
     "required": ["model"],
     "properties": {
-        "base_url": {"type": "string", "minLength": 1, "default": "https://api.openai.com/v1",
-                     "description": "API root; the node calls <base_url>/chat/completions"},
+        "base_url": {
+            "type": "string",
+            "minLength": 1,
+            "default": "https://api.openai.com/v1",
+            "description": "API root; the node calls <base_url>/chat/completions",
+        },
         "model": {"type": "string", "minLength": 1, "maxLength": 200},
         "messages": {"anyOf": [{"type": "array", "items": MESSAGE, "minItems": 1}, TEMPLATE]},
         "prompt": {"type": "string", "description": "shorthand for one user message"},

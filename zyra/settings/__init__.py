@@ -13,7 +13,7 @@ if _os.environ.get("DJANGO_SETTINGS_MODULE") == "zyra.settings.test":
 from zyra.settings.base import *  # noqa: F401,F403
 from zyra.settings.celery import *  # noqa: F401,F403
 from zyra.settings.channels import *  # noqa: F401,F403
-from zyra.settings.security import *  # noqa: F401,F403
-from zyra.settings.zyra import *  # noqa: F401,F403
 from zyra.settings.resilience import *  # noqa: F401,F403
+from zyra.settings.security import *  # noqa: F401,F403
 from zyra.settings.vault import *  # noqa: F401,F403
+from zyra.settings.zyra import *  # noqa: F401,F403

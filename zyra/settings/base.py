@@ -88,8 +88,11 @@ else:
     # thread and a persistent connection per thread piles up (docs/operations.md).
     if env_int("DB_POOL_MAX", 0) > 0:
         _db["CONN_MAX_AGE"] = 0
-        _opts["pool"] = {"min_size": env_int("DB_POOL_MIN", 0), "max_size": env_int("DB_POOL_MAX", 0),
-                         "timeout": env_int("DB_POOL_TIMEOUT_S", 30)}
+        _opts["pool"] = {
+            "min_size": env_int("DB_POOL_MIN", 0),
+            "max_size": env_int("DB_POOL_MAX", 0),
+            "timeout": env_int("DB_POOL_TIMEOUT_S", 30),
+        }
     _db["TEST"] = {"NAME": env_str("ZYRA_TEST_DB", "zyra_test")}
 if _db["ENGINE"] not in {"django.db.backends.sqlite3", "django.db.backends.postgresql"}:
     raise ConfigError("only PostgreSQL and SQLite are supported")

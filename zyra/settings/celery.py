@@ -48,10 +48,16 @@ if ZYRA_EMBEDDED_BROKER:
 CELERY_BEAT_SCHEDULE = {
     "zyra-sweep": {"task": "executions.sweep", "schedule": env_float("ZYRA_SWEEP_INTERVAL_S", 2.0)},
     # Database-driven schedules (triggers.Schedule): claims due rows, starts one run per tick.
-    "zyra-schedules": {"task": "triggers.fire_due_schedules", "schedule": env_float("ZYRA_SCHEDULE_TICK_S", 2.0), "options": {"queue": "sweep"}},
+    "zyra-schedules": {
+        "task": "triggers.fire_due_schedules",
+        "schedule": env_float("ZYRA_SCHEDULE_TICK_S", 2.0),
+        "options": {"queue": "sweep"},
+    },
     "zyra-webhook-prune": {"task": "triggers.prune_webhook_deliveries", "schedule": 3600.0, "options": {"queue": "sweep"}},
 }
 # Retention (executions/retention.py): a no-op unless ZYRA_RETENTION_DAYS > 0.
 CELERY_BEAT_SCHEDULE["zyra-prune-runs"] = {
-    "task": "executions.prune", "schedule": env_float("ZYRA_RETENTION_INTERVAL_S", 3600.0), "options": {"queue": "sweep"},
+    "task": "executions.prune",
+    "schedule": env_float("ZYRA_RETENTION_INTERVAL_S", 3600.0),
+    "options": {"queue": "sweep"},
 }

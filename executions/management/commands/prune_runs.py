@@ -15,8 +15,9 @@ class Command(BaseCommand):
     help = "Delete finished runs created before midnight UTC N days ago, in small batches, keeping daily aggregates."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--older-than-days", type=int, default=None,
-                            help="age in days (default: ZYRA_RETENTION_DAYS; 0 there keeps everything)")
+        parser.add_argument(
+            "--older-than-days", type=int, default=None, help="age in days (default: ZYRA_RETENTION_DAYS; 0 there keeps everything)"
+        )
         parser.add_argument("--batch-size", type=int, default=None, help="runs per transaction (default ZYRA_RETENTION_BATCH)")
         parser.add_argument("--max-batches", type=int, default=None, help="stop after this many batches (default: until done)")
         parser.add_argument("--pause", type=float, default=None, help="seconds between batches (default ZYRA_RETENTION_PAUSE_S)")

@@ -28,7 +28,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--loop", action="store_true", help="keep sweeping until interrupted")
         parser.add_argument(
-            "--interval", type=float, default=None,
+            "--interval",
+            type=float,
+            default=None,
             help="seconds between sweeps with --loop (default: the beat interval, ZYRA_SWEEP_INTERVAL_S)",
         )
         parser.add_argument("--limit", type=int, default=500, help="runs examined per sweep")

@@ -103,7 +103,9 @@ class Command(BaseCommand):
         self._table(run)
         self.stdout.write(f"\nrun {run.status} in {elapsed:.2f} s")
         if demo.received:
-            self.stdout.write(f"the demo API received {len(demo.received)} notification(s); last: {json.dumps(demo.received[-1]['body'])[:200]}")
+            self.stdout.write(
+                f"the demo API received {len(demo.received)} notification(s); last: {json.dumps(demo.received[-1]['body'])[:200]}"
+            )
         demo.close()
         if run.status != "succeeded":
             sys.stdout.flush()

@@ -30,20 +30,31 @@ def at(day: datetime, hour: int, minute: int = 0) -> datetime:
     return day + timedelta(hours=hour, minutes=minute)
 
 
-def make_run(wf: Any, owner: Any, created: datetime, status: str, duration_ms: int | None,
-             nodes: list[dict[str, Any]]) -> Run:
+def make_run(wf: Any, owner: Any, created: datetime, status: str, duration_ms: int | None, nodes: list[dict[str, Any]]) -> Run:
     started = created + timedelta(seconds=1)
     finished = started + timedelta(milliseconds=duration_ms) if duration_ms is not None else None
-    run = Run.objects.create(workflow=wf, version=wf.current_version, owner=owner, status=status, started_at=started,
-                             finished_at=finished, nodes_total=len(nodes))
+    run = Run.objects.create(
+        workflow=wf,
+        version=wf.current_version,
+        owner=owner,
+        status=status,
+        started_at=started,
+        finished_at=finished,
+        nodes_total=len(nodes),
+    )
     Run.objects.filter(id=run.id).update(created_at=created)
     for i, spec in enumerate(nodes):
         n_started = started + timedelta(milliseconds=1)
         n_ms = spec.get("ms")
         NodeRun.objects.create(
-            run=run, node_id=spec["id"], type=spec["type"], topo_index=i, status=spec["status"],
+            run=run,
+            node_id=spec["id"],
+            type=spec["type"],
+            topo_index=i,
+            status=spec["status"],
             attempt=spec.get("attempt", 1 if spec["status"] != "cancelled" else 0),
-            deferred_ms=spec.get("deferred_ms", 0), defer_reason=spec.get("reason", ""),
+            deferred_ms=spec.get("deferred_ms", 0),
+            defer_reason=spec.get("reason", ""),
             started_at=n_started if n_ms is not None or spec["status"] == "running" else None,
             finished_at=n_started + timedelta(milliseconds=n_ms) if n_ms is not None else None,
             error={"code": spec["code"], "message": "boom"} if spec.get("code") else None,
@@ -65,11 +76,18 @@ def build(alice: Any, bob: Any) -> dict[str, Any]:
     mailer = make_workflow(alice, definition, name="mailer")
     private = make_workflow(bob, definition, name="private")
     make_run(orders, alice, at(D1, 10), "succeeded", 100, [fetch("succeeded", 50), calc()])
-    make_run(orders, alice, at(D1, 10, 30), "succeeded", 200,
-             [fetch("succeeded", 60, attempt=2, deferred_ms=250, reason="rate_limited"), calc()])
+    make_run(
+        orders, alice, at(D1, 10, 30), "succeeded", 200, [fetch("succeeded", 60, attempt=2, deferred_ms=250, reason="rate_limited"), calc()]
+    )
     make_run(orders, alice, at(D1, 11), "succeeded", 300, [fetch("succeeded", 70), calc()])
-    make_run(orders, alice, at(D2, 9), "failed", 400,
-             [fetch("failed", 80, attempt=3, deferred_ms=1500, reason="circuit_open", code="http_5xx"), calc("cancelled", None)])
+    make_run(
+        orders,
+        alice,
+        at(D2, 9),
+        "failed",
+        400,
+        [fetch("failed", 80, attempt=3, deferred_ms=1500, reason="circuit_open", code="http_5xx"), calc("cancelled", None)],
+    )
     make_run(orders, alice, at(D2, 12), "partially_succeeded", 1000, [fetch("failed", 90, code="http_5xx"), calc()])
     make_run(orders, alice, at(D2, 13), "running", None, [fetch("running", None)])
     make_run(mailer, alice, at(D2, 8), "failed", 20, [{"id": "send", "type": "EMAIL", "status": "failed", "ms": 20, "code": "auth"}])

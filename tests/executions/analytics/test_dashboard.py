@@ -38,12 +38,13 @@ def test_dashboard_charts_the_figures(staff_client: Client, history: dict[str, A
     assert "http_5xx (2)" in html and "auth (1)" in html
     assert "circuit_open: 1500 ms" in html
     # No script, no CDN: everything is inline SVG.
-    assert "<script src=\"http" not in html and "cdn" not in html.lower()
+    assert '<script src="http' not in html and "cdn" not in html.lower()
 
 
 def test_dashboard_shows_flags_and_caps(staff_client: Client, db: Any) -> None:
-    with override_settings(ZYRA_FEATURES={"parallel": False, "circuit_breaker": True, "rate_limit": True, "live_events": False,
-                                          "webhook_signatures": True}):
+    with override_settings(
+        ZYRA_FEATURES={"parallel": False, "circuit_breaker": True, "rate_limit": True, "live_events": False, "webhook_signatures": True}
+    ):
         html = staff_client.get("/admin/analytics/").content.decode()
     assert 'data-flag="parallel">off<' in html and 'data-flag="live_events">off<' in html
     assert 'data-flag="circuit_breaker">on<' in html and 'data-flag="webhook_signatures">on<' in html

@@ -43,8 +43,13 @@ def test_health_monitor_takes_the_true_then_the_false_branch(worker: Any, api: A
     definition = _load("health_monitor", server)
     server.responses("/", [(200, {"ok": True}), (503, {"down": True})])
     up = _save_and_run(api, definition, {})
-    assert statuses(up) == {"schedule-1": "succeeded", "http-1": "succeeded", "condition-1": "succeeded",
-                            "email-up": "succeeded", "email-down": "skipped"}
+    assert statuses(up) == {
+        "schedule-1": "succeeded",
+        "http-1": "succeeded",
+        "condition-1": "succeeded",
+        "email-up": "succeeded",
+        "email-down": "skipped",
+    }
     resp = api.get("/api/workflows/")
     wf_id = resp.json()["results"][0]["id"]
     down = api.post(f"/api/workflows/{wf_id}/runs/", {"inputs": {}}, format="json")
@@ -62,7 +67,9 @@ def test_approval_flow_branches_merge_into_one_email(worker: Any, api: Any, serv
     assert st["notify"] == "succeeded" and st["auto"] == "skipped" and st["receipt"] == "succeeded"
     assert server.count("/approvals") == 1
     wf_id = big.workflow_id
-    small = api.post(f"/api/workflows/{wf_id}/runs/", {"inputs": {"amount": 50, "employee": "Bo", "email": "bo@example.com"}}, format="json")
+    small = api.post(
+        f"/api/workflows/{wf_id}/runs/", {"inputs": {"amount": 50, "employee": "Bo", "email": "bo@example.com"}}, format="json"
+    )
     small = wait_run(small.json()["id"], timeout=60)
     st = statuses(small)
     assert st["notify"] == "skipped" and st["auto"] == "succeeded" and st["receipt"] == "succeeded"

@@ -27,8 +27,10 @@ def test_output_schema_mismatch_fails_the_node_with_the_path(worker: Any, user: 
 
 def test_whole_string_template_keeps_json_type(worker: Any, user: Any) -> None:
     d = {
-        "nodes": [node("start", "MANUAL"),
-                  node("calc", "CALCULATOR", {"expression": "a * b", "variables": {"a": "{{ input.a }}", "b": "{{ input.b }}"}})],
+        "nodes": [
+            node("start", "MANUAL"),
+            node("calc", "CALCULATOR", {"expression": "a * b", "variables": {"a": "{{ input.a }}", "b": "{{ input.b }}"}}),
+        ],
         "edges": [edge("start", "calc")],
     }
     run = wait_run(services.run_start(workflow=make_workflow(user, d), inputs={"a": 6, "b": 7}, user=user).id)

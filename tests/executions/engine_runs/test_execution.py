@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -25,8 +26,13 @@ def _finished(run: Run, node_id: str) -> Any:
 
 def test_diamond_runs_every_node_exactly_once(worker: Any, user: Any, server: LocalServer) -> None:
     d = {
-        "nodes": [node("start", "MANUAL"), http("a", server.url("/a")), http("b", server.url("/b")),
-                  http("c", server.url("/c")), http("d", server.url("/d"))],
+        "nodes": [
+            node("start", "MANUAL"),
+            http("a", server.url("/a")),
+            http("b", server.url("/b")),
+            http("c", server.url("/c")),
+            http("d", server.url("/d")),
+        ],
         "edges": [edge("start", "a"), edge("a", "b"), edge("a", "c"), edge("b", "d"), edge("c", "d")],
     }
     run = wait_run(_start(user, d).id)
@@ -37,7 +43,9 @@ def test_diamond_runs_every_node_exactly_once(worker: Any, user: Any, server: Lo
 
 def test_wide_fan_out_and_fan_in_each_node_once(worker: Any, user: Any, server: LocalServer) -> None:
     width = 200
-    nodes = [node("start", "MANUAL")] + [http(f"n{i}", server.url(f"/n/{i}")) for i in range(width)] + [node("join", "MERGE", {"mode": "list"})]
+    nodes = (
+        [node("start", "MANUAL")] + [http(f"n{i}", server.url(f"/n/{i}")) for i in range(width)] + [node("join", "MERGE", {"mode": "list"})]
+    )
     edges = [edge("start", f"n{i}") for i in range(width)] + [edge(f"n{i}", "join") for i in range(width)]
     d = {"nodes": nodes, "edges": edges, "settings": {"max_parallel_nodes": 64}}
     run = wait_run(_start(user, d).id, timeout=120)
@@ -78,13 +86,20 @@ def _branching(server: LocalServer, total: int) -> dict[str, Any]:
         "nodes": [
             node("start", "MANUAL"),
             node("check", "CONDITION", {"expression": "{{ input.total > 100 }}"}),
-            http("yes1", server.url("/yes1")), http("yes2", server.url("/yes2")),
-            http("no1", server.url("/no1")), http("no2", server.url("/no2")),
+            http("yes1", server.url("/yes1")),
+            http("yes2", server.url("/yes2")),
+            http("no1", server.url("/no1")),
+            http("no2", server.url("/no2")),
             http("merge", server.url("/merge")),
         ],
         "edges": [
-            edge("start", "check"), edge("check", "yes1", "true"), edge("yes1", "yes2"),
-            edge("check", "no1", "false"), edge("no1", "no2"), edge("yes2", "merge"), edge("no2", "merge"),
+            edge("start", "check"),
+            edge("check", "yes1", "true"),
+            edge("yes1", "yes2"),
+            edge("check", "no1", "false"),
+            edge("no1", "no2"),
+            edge("yes2", "merge"),
+            edge("no2", "merge"),
         ],
     }
 
@@ -242,7 +257,7 @@ def test_sequential_mode_runs_one_node_at_a_time(worker: Any, user: Any, server:
         for nr in NodeRun.objects.filter(run=run).exclude(node_id="start")
     )
     assert [s[2] for s in spans] == sorted(s[2] for s in spans)  # topological order
-    for (s1, e1, _), (s2, _, _) in zip(spans, spans[1:]):
+    for (_, e1, _), (s2, _, _) in itertools.pairwise(spans):
         assert e1 <= s2  # no overlap
 
 
@@ -252,7 +267,9 @@ def test_max_parallel_nodes_caps_in_flight(worker: Any, user: Any, server: Local
     d = {"nodes": nodes, "edges": [edge("start", f"b{i}") for i in range(6)], "settings": {"max_parallel_nodes": 2}}
     run = wait_run(_start(user, d).id)
     assert run.status == "succeeded"
-    spans = [(parse_datetime(nr.attempts[0]["started_at"]), nr.finished_at) for nr in NodeRun.objects.filter(run=run).exclude(node_id="start")]
+    spans = [
+        (parse_datetime(nr.attempts[0]["started_at"]), nr.finished_at) for nr in NodeRun.objects.filter(run=run).exclude(node_id="start")
+    ]
     for s, _ in spans:
         overlapping = sum(1 for s2, e2 in spans if s2 <= s < e2)
         assert overlapping <= 2
@@ -260,7 +277,11 @@ def test_max_parallel_nodes_caps_in_flight(worker: Any, user: Any, server: Local
 
 def test_template_naming_missing_data_fails_with_path(worker: Any, user: Any, server: LocalServer) -> None:
     d = {
-        "nodes": [node("start", "MANUAL"), http("a", server.url("/a")), http("b", server.url("/b") + "?x={{ nodes.a.output.body.missing.deeper }}")],
+        "nodes": [
+            node("start", "MANUAL"),
+            http("a", server.url("/a")),
+            http("b", server.url("/b") + "?x={{ nodes.a.output.body.missing.deeper }}"),
+        ],
         "edges": [edge("start", "a"), edge("a", "b")],
     }
     run = wait_run(_start(user, d).id)
@@ -272,8 +293,16 @@ def test_template_naming_missing_data_fails_with_path(worker: Any, user: Any, se
 
 
 def test_inputs_violating_input_schema_are_rejected_at_start(api: Any, user: Any) -> None:
-    d = {"nodes": [node("start", "MANUAL", {"input_schema": {"type": "object", "required": ["order_id"],
-                                                            "properties": {"order_id": {"type": "integer"}}}})], "edges": []}
+    d = {
+        "nodes": [
+            node(
+                "start",
+                "MANUAL",
+                {"input_schema": {"type": "object", "required": ["order_id"], "properties": {"order_id": {"type": "integer"}}}},
+            )
+        ],
+        "edges": [],
+    }
     wf = make_workflow(user, d)
     resp = api.post(f"/api/workflows/{wf.id}/runs/", {"inputs": {"order_id": "x"}}, format="json")
     assert resp.status_code == 400, resp.content

@@ -74,9 +74,24 @@ class RedisServer:
     def start(self) -> None:
         log = open(LOG_DIR / f"rec-redis-{self.port}.log", "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--daemonize", "no"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--daemonize",
+                "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_until(self.ping, 10, message=f"redis on {self.port}")
 
@@ -283,13 +298,32 @@ def ten_node_workflow(server: LocalServer) -> dict[str, Any]:
     from tests.support.factories import edge, node
 
     def call(node_id: str) -> dict[str, Any]:
-        return node(node_id, "HTTP_REQUEST", {"url": server.url(f"/c/{node_id}"), "method": "POST", "json": {"n": node_id}},
-                    timeout_s=20, retry={"max_attempts": 3, "backoff_s": 0.2, "jitter": 0})
+        return node(
+            node_id,
+            "HTTP_REQUEST",
+            {"url": server.url(f"/c/{node_id}"), "method": "POST", "json": {"n": node_id}},
+            timeout_s=20,
+            retry={"max_attempts": 3, "backoff_s": 0.2, "jitter": 0},
+        )
 
-    nodes = [node("start", "MANUAL"), *[call(f"a{i}") for i in range(4)], node("join", "MERGE", {"mode": "list"}),
-             call("b"), call("c0"), call("c1"), call("end")]
-    edges = [*[edge("start", f"a{i}") for i in range(4)], *[edge(f"a{i}", "join") for i in range(4)], edge("join", "b"),
-             edge("b", "c0"), edge("b", "c1"), edge("c0", "end"), edge("c1", "end")]
+    nodes = [
+        node("start", "MANUAL"),
+        *[call(f"a{i}") for i in range(4)],
+        node("join", "MERGE", {"mode": "list"}),
+        call("b"),
+        call("c0"),
+        call("c1"),
+        call("end"),
+    ]
+    edges = [
+        *[edge("start", f"a{i}") for i in range(4)],
+        *[edge(f"a{i}", "join") for i in range(4)],
+        edge("join", "b"),
+        edge("b", "c0"),
+        edge("b", "c1"),
+        edge("c0", "end"),
+        edge("c1", "end"),
+    ]
     return {"nodes": nodes, "edges": edges, "settings": {"max_parallel_nodes": 8}}
 
 
@@ -392,6 +426,5 @@ def audit_rows(
         lost_numbers = {a["attempt"] for a in lost}
         for number in set(attempts) - {nr["attempt"]}:
             if number not in lost_numbers:
-                result.problems.append(f"{key}: attempt {number} called the server but was not lost with its worker "
-                                       f"(attempts {history})")
+                result.problems.append(f"{key}: attempt {number} called the server but was not lost with its worker (attempts {history})")
     return result

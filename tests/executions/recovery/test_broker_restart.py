@@ -54,8 +54,9 @@ def test_runs_complete_after_a_broker_restart_loses_the_queue(
     with broker(url):
         run_ids = [services.run_start(workflow=wf, inputs={"i": i}, user=user).id for i in range(RUNS)]
     # Wait until the workers are busy and a backlog waits in the broker.
-    wait_until(lambda: NodeRun.objects.filter(run_id__in=run_ids, status="succeeded", type="HTTP_REQUEST").count() >= 4, 60,
-               message="first calls")
+    wait_until(
+        lambda: NodeRun.objects.filter(run_id__in=run_ids, status="succeeded", type="HTTP_REQUEST").count() >= 4, 60, message="first calls"
+    )
     lost = restartable_redis.queued_messages()
     assert lost, "nothing was queued: the restart would prove nothing"
     restartable_redis.restart(down_s=1.0)

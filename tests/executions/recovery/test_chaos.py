@@ -59,8 +59,11 @@ def test_chaos_every_run_succeeds_every_node_once(rec_group: ProcessGroup, user:
             time.sleep(0.7)  # the chaos goes on for the whole ~20 s of starts, and after
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
-            if not Run.objects.filter(id__in=run_ids).exclude(status__in=["succeeded", "failed", "cancelled", "timed_out",
-                                                                          "partially_succeeded"]).exists():
+            if (
+                not Run.objects.filter(id__in=run_ids)
+                .exclude(status__in=["succeeded", "failed", "cancelled", "timed_out", "partially_succeeded"])
+                .exists()
+            ):
                 break
             time.sleep(0.25)
     finally:
@@ -68,10 +71,13 @@ def test_chaos_every_run_succeeds_every_node_once(rec_group: ProcessGroup, user:
     elapsed = time.monotonic() - t0
 
     result = audit(run_ids, server, TEN_NODE_CALLS)
-    open_nodes = list(NodeRun.objects.filter(run_id__in=run_ids).exclude(status="succeeded")
-                      .values_list("run_id", "node_id", "status", "attempt")[:20])
-    report = (f"{elapsed:.1f}s, kills={len(chaos.kills)}, lost attempts={result.lost_attempts}, repeats={result.repeats}, "
-              f"problems={result.problems[:20]}, open={open_nodes}, chaos errors={chaos.errors}")
+    open_nodes = list(
+        NodeRun.objects.filter(run_id__in=run_ids).exclude(status="succeeded").values_list("run_id", "node_id", "status", "attempt")[:20]
+    )
+    report = (
+        f"{elapsed:.1f}s, kills={len(chaos.kills)}, lost attempts={result.lost_attempts}, repeats={result.repeats}, "
+        f"problems={result.problems[:20]}, open={open_nodes}, chaos errors={chaos.errors}"
+    )
     assert not chaos.errors, report
     assert result.runs == RUNS and result.node_runs == RUNS * 10, report
     assert not result.problems, report

@@ -20,9 +20,12 @@ def _definition(server: LocalServer, user_headers: dict[str, str] | None = None)
     return {
         "nodes": [
             node("start", "MANUAL"),
-            node("charge", "HTTP_REQUEST", {"url": server.url("/charge"), "method": "POST", "json": {"amount": 5},
-                                            "headers": user_headers or {}},
-                 retry={"max_attempts": 3, "backoff_s": 0.1, "jitter": 0}),
+            node(
+                "charge",
+                "HTTP_REQUEST",
+                {"url": server.url("/charge"), "method": "POST", "json": {"amount": 5}, "headers": user_headers or {}},
+                retry={"max_attempts": 3, "backoff_s": 0.1, "jitter": 0},
+            ),
             node("notify", "NOTIFICATION", {"url": server.url("/hook"), "message": "charged"}),
             node("look", "HTTP_REQUEST", {"url": server.url("/look"), "method": "GET"}),
         ],
@@ -49,9 +52,7 @@ def test_http_request_and_notification_send_the_attempts_key(rec_group: ProcessG
 
 
 @pytest.mark.timeout(120)
-def test_the_header_name_is_configurable_and_a_node_may_set_its_own(
-    rec_group: ProcessGroup, user: Any, server: LocalServer
-) -> None:
+def test_the_header_name_is_configurable_and_a_node_may_set_its_own(rec_group: ProcessGroup, user: Any, server: LocalServer) -> None:
     rec_group.env_extra["ZYRA_IDEMPOTENCY_HEADER"] = "X-Request-Key"
     rec_group.start_worker("rec-idem-named", pool="threads", concurrency=4)
     d = _definition(server, user_headers={"x-request-key": "from-the-node"})

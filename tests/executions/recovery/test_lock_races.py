@@ -70,7 +70,8 @@ def test_late_result_waiting_behind_a_requeue_is_discarded(rec_broker: Any, tran
         NodeRun.objects.filter(id=nr.id).update(status="queued", attempt=2)
 
     recorded = _behind_lock(
-        run, requeue,
+        run,
+        requeue,
         lambda: services.node_complete(node_run_id=nr.id, attempt=1, result=services.Result(kind="success", output={"stale": True})),
     )
     fresh = NodeRun.objects.get(id=nr.id)

@@ -62,11 +62,19 @@ def test_runs_complete_across_a_postgres_restart(cluster: PgCluster, private_red
     if not private_redis.ping():
         private_redis.start()
     private_redis._client().flushall()
-    env_extra = {**FAST_RECOVERY_ENV, "DATABASE_URL": cluster.url("zyra"), "CELERY_BROKER_URL": private_redis.url(),
-                 "REDIS_URL": private_redis.url()}
+    env_extra = {
+        **FAST_RECOVERY_ENV,
+        "DATABASE_URL": cluster.url("zyra"),
+        "CELERY_BROKER_URL": private_redis.url(),
+        "REDIS_URL": private_redis.url(),
+    }
     setup = subprocess.run(
-        [sys.executable, "-m", "tests.executions.recovery.pg_scenario", server.base, str(RUNS)], cwd=ROOT,
-        env=worker_env("unused", env_extra), capture_output=True, text=True, timeout=180,
+        [sys.executable, "-m", "tests.executions.recovery.pg_scenario", server.base, str(RUNS)],
+        cwd=ROOT,
+        env=worker_env("unused", env_extra),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert setup.returncode == 0, setup.stderr[-3000:]
     run_ids = json.loads(setup.stdout.strip().splitlines()[-1])["run_ids"]

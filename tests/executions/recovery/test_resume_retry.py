@@ -38,8 +38,13 @@ def _failing_stop(server: LocalServer) -> dict[str, Any]:
     # b has no retries and stops the run; d is a side branch that finishes before b is reached.
     server.slow("/a", 0.5)
     return {
-        "nodes": [node("start", "MANUAL"), http("a", server.url("/a")), http("b", server.url("/b"), retry={"max_attempts": 1}),
-                  http("c", server.url("/c")), http("d", server.url("/d"))],
+        "nodes": [
+            node("start", "MANUAL"),
+            http("a", server.url("/a")),
+            http("b", server.url("/b"), retry={"max_attempts": 1}),
+            http("c", server.url("/c")),
+            http("d", server.url("/d")),
+        ],
         "edges": [edge("start", "a"), edge("a", "b"), edge("b", "c"), edge("start", "d")],
     }
 
@@ -74,8 +79,13 @@ def test_resume_a_failed_run_runs_only_what_did_not_succeed(worker: Any, user: A
 def test_retry_from_failed_reruns_the_failed_branch_only(worker: Any, user: Any, server: LocalServer) -> None:
     state = _broken_then_fixed(server, "/x")
     d = {
-        "nodes": [node("start", "MANUAL"), http("x", server.url("/x"), retry={"max_attempts": 1}, on_error="continue"),
-                  http("y", server.url("/y")), http("z", server.url("/z")), http("w", server.url("/w"))],
+        "nodes": [
+            node("start", "MANUAL"),
+            http("x", server.url("/x"), retry={"max_attempts": 1}, on_error="continue"),
+            http("y", server.url("/y")),
+            http("z", server.url("/z")),
+            http("w", server.url("/w")),
+        ],
         "edges": [edge("start", "x"), edge("x", "y"), edge("start", "z"), edge("z", "w")],
     }
     run = wait_run(services.run_start(workflow=make_workflow(user, d), inputs={}, user=user).id)
@@ -93,8 +103,10 @@ def test_retry_from_failed_reruns_the_failed_branch_only(worker: Any, user: Any,
 
 def test_resume_a_cancelled_run(worker: Any, user: Any, server: LocalServer) -> None:
     server.slow("/slow", 1.5)
-    d = {"nodes": [node("start", "MANUAL"), http("slow", server.url("/slow")), http("after", server.url("/after"))],
-         "edges": [edge("start", "slow"), edge("slow", "after")]}
+    d = {
+        "nodes": [node("start", "MANUAL"), http("slow", server.url("/slow")), http("after", server.url("/after"))],
+        "edges": [edge("start", "slow"), edge("slow", "after")],
+    }
     run = services.run_start(workflow=make_workflow(user, d), inputs={}, user=user)
     wait_until(lambda: server.count("/slow") == 1, 30, 0.02, "the slow call")
     services.run_cancel(run=run)
@@ -118,10 +130,11 @@ def test_resume_keeps_edge_conditions_of_succeeded_nodes(worker: Any, user: Any,
     """A kept node's conditional edge is re-evaluated on resume, not dropped (its target would be skipped)."""
     state = _broken_then_fixed(server, "/big")
     d = {
-        "nodes": [node("start", "MANUAL"), http("big", server.url("/big"), retry={"max_attempts": 1}),
-                  http("small", server.url("/small"))],
-        "edges": [edge("start", "big", data={"condition": "{{ output.amount >= 10 }}"}),
-                  edge("start", "small", data={"condition": "{{ output.amount < 10 }}"})],
+        "nodes": [node("start", "MANUAL"), http("big", server.url("/big"), retry={"max_attempts": 1}), http("small", server.url("/small"))],
+        "edges": [
+            edge("start", "big", data={"condition": "{{ output.amount >= 10 }}"}),
+            edge("start", "small", data={"condition": "{{ output.amount < 10 }}"}),
+        ],
     }
     run = wait_run(services.run_start(workflow=make_workflow(user, d), inputs={"amount": 50}, user=user).id)
     assert statuses(run) == {"start": "succeeded", "big": "failed", "small": "skipped"}
@@ -207,8 +220,10 @@ def test_api_retry_needs_a_failed_node(worker: Any, api: Any, user: Any, server:
 def test_resume_an_interrupted_run_gives_in_flight_nodes_a_new_attempt(rec_broker: Any, transactional_db: Any, user: Any) -> None:
     """A run still 'running' whose workers are gone: resume re-queues what was in flight, and the old
     attempt's result, should it ever arrive, is discarded."""
-    d = {"nodes": [node("start", "MANUAL"), http("a", "http://127.0.0.1:9/a"), http("b", "http://127.0.0.1:9/b")],
-         "edges": [edge("start", "a"), edge("a", "b")]}
+    d = {
+        "nodes": [node("start", "MANUAL"), http("a", "http://127.0.0.1:9/a"), http("b", "http://127.0.0.1:9/b")],
+        "edges": [edge("start", "a"), edge("a", "b")],
+    }
     run = services.run_start(workflow=make_workflow(user, d), inputs={}, user=user)
     start = NodeRun.objects.get(run=run, node_id="start")
     claim = services.node_claim(node_run_id=start.id, attempt=1)

@@ -85,16 +85,21 @@ def test_concurrent_sweeps_requeue_each_lost_node_once(
     _assert_requeued_once(run, rows, rec_broker)
 
 
-def test_recover_loops_in_several_processes_requeue_each_node_once(
-    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any
-) -> None:
+def test_recover_loops_in_several_processes_requeue_each_node_once(rec_broker: RedisServer, no_foreign_sweeper: None, user: Any) -> None:
     db_name = connection.settings_dict["NAME"]
     # A long REQUEUE_AFTER_S: the re-queued nodes (no worker takes them) must not be re-sent during the test.
-    env = worker_env(db_name, {**FAST_RECOVERY_ENV, "ZYRA_REQUEUE_AFTER_S": "300", "CELERY_BROKER_URL": rec_broker.url(),
-                               "REDIS_URL": rec_broker.url()})
+    env = worker_env(
+        db_name, {**FAST_RECOVERY_ENV, "ZYRA_REQUEUE_AFTER_S": "300", "CELERY_BROKER_URL": rec_broker.url(), "REDIS_URL": rec_broker.url()}
+    )
     procs = [
-        subprocess.Popen([sys.executable, "manage.py", "recover", "--loop", "--interval", "0.02"], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "manage.py", "recover", "--loop", "--interval", "0.02"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     streams: list[dict[str, list[str]]] = [{"out": [], "err": []} for _ in procs]
@@ -103,17 +108,20 @@ def test_recover_loops_in_several_processes_requeue_each_node_once(
         for line in stream:
             into.append(line)
 
-    readers = [threading.Thread(target=read, args=(getattr(p, f"std{k}"), streams[i][k]), daemon=True)
-               for i, p in enumerate(procs) for k in ("out", "err")]
+    readers = [
+        threading.Thread(target=read, args=(getattr(p, f"std{k}"), streams[i][k]), daemon=True)
+        for i, p in enumerate(procs)
+        for k in ("out", "err")
+    ]
     for t in readers:
         t.start()
     try:
         # The machine may be slow: wait until all four loops have started, then give them work together.
-        wait_until(lambda: all(any(line.startswith("recover: sweeping") for line in s["err"]) for s in streams), 120,
-                   0.1, "four sweeper loops")
+        wait_until(
+            lambda: all(any(line.startswith("recover: sweeping") for line in s["err"]) for s in streams), 120, 0.1, "four sweeper loops"
+        )
         run, rows = _claimed_run(user, rec_broker)
-        wait_until(lambda: NodeRun.objects.filter(run=run, status="queued", attempt=2).count() == WIDTH, 60, 0.05,
-                   "re-queued nodes")
+        wait_until(lambda: NodeRun.objects.filter(run=run, status="queued", attempt=2).count() == WIDTH, 60, 0.05, "re-queued nodes")
         time.sleep(1.0)  # every loop has swept the same rows again since
     finally:
         for p in procs:
@@ -149,8 +157,9 @@ def test_recover_command_prints_one_sweep(rec_broker: RedisServer, no_foreign_sw
 def test_sweeper_resends_a_queued_node_whose_message_was_lost(
     rec_broker: RedisServer, no_foreign_sweeper: None, fast_leases: Any, user: Any
 ) -> None:
-    run = services.run_start(workflow=make_workflow(user, {"nodes": [http("n", "http://127.0.0.1:9/x")], "edges": []}),
-                             inputs={}, user=user)
+    run = services.run_start(
+        workflow=make_workflow(user, {"nodes": [http("n", "http://127.0.0.1:9/x")], "edges": []}), inputs={}, user=user
+    )
     rec_broker._client().flushall()  # the broker lost the message
     nr = NodeRun.objects.get(run=run)
     assert services.sweep().resent == 0  # too early: the message may just be waiting in the queue
@@ -165,13 +174,15 @@ def test_sweeper_resends_a_queued_node_whose_message_was_lost(
 def test_sweeper_wakes_a_deferred_node_whose_countdown_was_lost(
     rec_broker: RedisServer, no_foreign_sweeper: None, fast_leases: Any, user: Any
 ) -> None:
-    run = services.run_start(workflow=make_workflow(user, {"nodes": [http("n", "http://127.0.0.1:9/x")], "edges": []}),
-                             inputs={}, user=user)
+    run = services.run_start(
+        workflow=make_workflow(user, {"nodes": [http("n", "http://127.0.0.1:9/x")], "edges": []}), inputs={}, user=user
+    )
     nr = NodeRun.objects.get(run=run)
     assert services.node_claim(node_run_id=nr.id, attempt=1) is not None
     until = timezone.now() + timedelta(seconds=0.2)
-    services.node_complete(node_run_id=nr.id, attempt=1,
-                           result=services.Result(kind="defer", defer_until=until, defer_reason="rate_limited"))
+    services.node_complete(
+        node_run_id=nr.id, attempt=1, result=services.Result(kind="defer", defer_until=until, defer_reason="rate_limited")
+    )
     rec_broker._client().flushall()  # the countdown message is gone
     assert services.sweep().woken == 0  # not due yet (grace of ZYRA_WAKE_GRACE_S)
     time.sleep(1.4)

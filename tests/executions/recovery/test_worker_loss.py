@@ -67,8 +67,7 @@ def test_late_result_of_a_lost_attempt_is_discarded(rec_group: ProcessGroup, use
         return 200, {"Content-Type": "application/json"}, json.dumps({"attempt": attempt}).encode()
 
     server.route("/slow", responder)
-    d = {"nodes": [node("call", "HTTP_REQUEST", {"url": server.url("/slow"), "method": "POST", "json": {}}, timeout_s=30)],
-         "edges": []}
+    d = {"nodes": [node("call", "HTTP_REQUEST", {"url": server.url("/slow"), "method": "POST", "json": {}}, timeout_s=30)], "edges": []}
     wf = make_workflow(user, d)
     frozen = f"rec-late-{uuid.uuid4().hex[:8]}"
     rec_group.start_worker(frozen, pool="threads", concurrency=2)
@@ -96,7 +95,9 @@ def test_late_result_of_a_lost_attempt_is_discarded(rec_group: ProcessGroup, use
     assert nr.status == "succeeded" and nr.attempt == 2
     assert nr.output["body"] == {"attempt": 2}
     assert [(a["attempt"], a["status"], (a.get("error") or {}).get("code")) for a in nr.attempts] == [
-        (1, "failed", "worker_lost"), (2, "succeeded", None)]
+        (1, "failed", "worker_lost"),
+        (2, "succeeded", None),
+    ]
     assert nr.attempts[0]["worker"].endswith(f":{rec_group.procs[frozen].pid}")
     events = list(run.events.filter(node_id="call").values_list("type", "data__attempt"))
     assert events.count(("node.succeeded", 2)) == 1
@@ -110,8 +111,7 @@ def test_heartbeat_keeps_a_long_node_alive(rec_group: ProcessGroup, user: Any, s
     server.slow("/long", 8.0)
     rec_group.start_worker("rec-long", pool="prefork", concurrency=1)
     rec_group.start_beat("rec-long-beat")
-    d = {"nodes": [node("call", "HTTP_REQUEST", {"url": server.url("/long"), "method": "POST", "json": {}}, timeout_s=20)],
-         "edges": []}
+    d = {"nodes": [node("call", "HTTP_REQUEST", {"url": server.url("/long"), "method": "POST", "json": {}}, timeout_s=20)], "edges": []}
     run = services.run_start(workflow=make_workflow(user, d), inputs={}, user=user)
     wait_until(lambda: Run.objects.get(id=run.id).status in TERMINAL, 90, 0.1, "the run")
     nr = NodeRun.objects.get(run=run)

@@ -37,8 +37,18 @@ def call_once(db_name: str, env: dict[str, str], url: str, service: str, timeout
         out.put(("error", e.code, e.message))
 
 
-def call_until_done(db_name: str, env: dict[str, str], url: str, service: str, counter: Any, total: int,
-                    barrier: Any, out: Any, deadline_s: float, go: Any = None) -> None:
+def call_until_done(
+    db_name: str,
+    env: dict[str, str],
+    url: str,
+    service: str,
+    counter: Any,
+    total: int,
+    barrier: Any,
+    out: Any,
+    deadline_s: float,
+    go: Any = None,
+) -> None:
     """Take jobs from a shared counter; honour every Defer by waiting until its time, like the engine would.
 
     Reports ('done', n_calls, defers_by_reason) at the end.

@@ -25,8 +25,11 @@ PROBE_S = 0.4  # the recovered service answers slowly, so a second probe would o
 
 def _wait_all(run_ids: list[Any], timeout: float) -> list[Run]:
     def done() -> bool:
-        return not Run.objects.filter(id__in=run_ids).exclude(
-            status__in=["succeeded", "failed", "cancelled", "timed_out", "partially_succeeded"]).exists()
+        return (
+            not Run.objects.filter(id__in=run_ids)
+            .exclude(status__in=["succeeded", "failed", "cancelled", "timed_out", "partially_succeeded"])
+            .exists()
+        )
 
     wait_until(done, timeout, interval=0.2, message=f"{len(run_ids)} runs to finish")
     return list(Run.objects.filter(id__in=run_ids))
@@ -52,14 +55,25 @@ def test_failing_service_is_isolated_then_recovers_with_one_probe(process_group:
         service_a.route("/a", service_a_answer)
 
         retry = {"max_attempts": 20, "backoff_s": 0.2, "max_backoff_s": 1.0}
-        wf_a = make_workflow(user, {"nodes": [node("start", "MANUAL"),
-                                              node("call_a", "HTTP_REQUEST", {"url": service_a.url("/a")}, retry=retry)],
-                                    "edges": [edge("start", "call_a")]}, name="uses-a")
-        wf_b = make_workflow(user, {"nodes": [node("start", "MANUAL"),
-                                              node("call_b", "HTTP_REQUEST", {"url": service_b.url("/b")})],
-                                    "edges": [edge("start", "call_b")]}, name="uses-b")
-        wf_plain = make_workflow(user, {"nodes": [node("start", "MANUAL"), node("m", "MERGE")],
-                                        "edges": [edge("start", "m")]}, name="no-http")
+        wf_a = make_workflow(
+            user,
+            {
+                "nodes": [node("start", "MANUAL"), node("call_a", "HTTP_REQUEST", {"url": service_a.url("/a")}, retry=retry)],
+                "edges": [edge("start", "call_a")],
+            },
+            name="uses-a",
+        )
+        wf_b = make_workflow(
+            user,
+            {
+                "nodes": [node("start", "MANUAL"), node("call_b", "HTTP_REQUEST", {"url": service_b.url("/b")})],
+                "edges": [edge("start", "call_b")],
+            },
+            name="uses-b",
+        )
+        wf_plain = make_workflow(
+            user, {"nodes": [node("start", "MANUAL"), node("m", "MERGE")], "edges": [edge("start", "m")]}, name="no-http"
+        )
 
         # Workers up (a warm-up run goes through).
         warm = services.run_start(workflow=wf_plain, inputs={}, user=user)
@@ -67,8 +81,9 @@ def test_failing_service_is_isolated_then_recovers_with_one_probe(process_group:
 
         # Phase 1: service A fails; its breaker opens.
         runs_a = [services.run_start(workflow=wf_a, inputs={"i": i}, user=user).id for i in range(8)]
-        wait_until(lambda: CircuitBreaker.objects.filter(key=key_a, state=CircuitState.OPEN).exists(), 60,
-                   message="service A's breaker to open")
+        wait_until(
+            lambda: CircuitBreaker.objects.filter(key=key_a, state=CircuitState.OPEN).exists(), 60, message="service A's breaker to open"
+        )
         opened_at = time.time()
 
         # Phase 2: 50 runs against B and 10 without HTTP complete normally meanwhile.
@@ -151,11 +166,25 @@ def test_retry_after_2_stops_every_worker_for_2_seconds(process_group: Any, user
 
     server.route("/api", answer)
     retry = {"max_attempts": 3, "backoff_s": 0.1, "max_backoff_s": 5}
-    one = make_workflow(user, {"nodes": [node("start", "MANUAL"), node("call", "HTTP_REQUEST", {"url": server.url("/api")}, retry=retry)],
-                               "edges": [edge("start", "call")]}, name="first")
-    many = make_workflow(user, {"nodes": [node("start", "MANUAL")] + [node(f"c{i}", "HTTP_REQUEST", {"url": server.url("/api")}) for i in range(4)],
-                                "edges": [edge("start", f"c{i}") for i in range(4)]}, name="many")
-    warm = services.run_start(workflow=make_workflow(user, {"nodes": [node("start", "MANUAL")], "edges": []}, name="warm"), inputs={}, user=user)
+    one = make_workflow(
+        user,
+        {
+            "nodes": [node("start", "MANUAL"), node("call", "HTTP_REQUEST", {"url": server.url("/api")}, retry=retry)],
+            "edges": [edge("start", "call")],
+        },
+        name="first",
+    )
+    many = make_workflow(
+        user,
+        {
+            "nodes": [node("start", "MANUAL")] + [node(f"c{i}", "HTTP_REQUEST", {"url": server.url("/api")}) for i in range(4)],
+            "edges": [edge("start", f"c{i}") for i in range(4)],
+        },
+        name="many",
+    )
+    warm = services.run_start(
+        workflow=make_workflow(user, {"nodes": [node("start", "MANUAL")], "edges": []}, name="warm"), inputs={}, user=user
+    )
     assert _wait_all([warm.id], 90)[0].status == "succeeded"
 
     r1 = services.run_start(workflow=one, inputs={}, user=user)

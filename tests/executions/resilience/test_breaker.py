@@ -34,8 +34,17 @@ from tests.support.workers import wait_until
 
 T0 = datetime(2026, 11, 25, 20, 0, 0, tzinfo=UTC)
 CFG = BreakerConfig(
-    failure_rate_threshold=0.5, minimum_calls=4, window_s=10, bucket_s=1, open_wait_s=5.0, wait_multiplier=2.0,
-    max_open_wait_s=60.0, probe_grace_s=1.0, half_open_recheck_s=1.0, slow_call_s=0.0, slow_call_rate_threshold=1.0,
+    failure_rate_threshold=0.5,
+    minimum_calls=4,
+    window_s=10,
+    bucket_s=1,
+    open_wait_s=5.0,
+    wait_multiplier=2.0,
+    max_open_wait_s=60.0,
+    probe_grace_s=1.0,
+    half_open_recheck_s=1.0,
+    slow_call_s=0.0,
+    slow_call_rate_threshold=1.0,
 )
 
 
@@ -247,8 +256,13 @@ def _spawn(target: Any, *args: Any) -> multiprocessing.process.BaseProcess:
 def _open_expired(key: str) -> None:
     now = timezone.now()
     CircuitBreaker.objects.update_or_create(
-        key=key, defaults={"state": CircuitState.OPEN, "opened_at": now - timedelta(seconds=60),
-                           "open_until": now - timedelta(seconds=1), "consecutive_opens": 1},
+        key=key,
+        defaults={
+            "state": CircuitState.OPEN,
+            "opened_at": now - timedelta(seconds=60),
+            "open_until": now - timedelta(seconds=1),
+            "consecutive_opens": 1,
+        },
     )
 
 

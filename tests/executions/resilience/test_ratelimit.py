@@ -141,8 +141,11 @@ def test_100_calls_at_10_per_s_over_3_processes_never_exceed_the_limit(transacti
     ctx = multiprocessing.get_context("spawn")
     barrier, out, counter = ctx.Barrier(3), ctx.Queue(), ctx.Value("i", 0)
     workers = [
-        ctx.Process(target=procs.call_until_done, args=(db_name, {}, server.url("/limited"), "svc-10", counter, 100, barrier, out, 60.0),
-                    daemon=True)
+        ctx.Process(
+            target=procs.call_until_done,
+            args=(db_name, {}, server.url("/limited"), "svc-10", counter, 100, barrier, out, 60.0),
+            daemon=True,
+        )
         for _ in range(3)
     ]
     for w in workers:
@@ -177,8 +180,9 @@ def test_retry_after_2_blocks_every_worker_for_2_seconds(transactional_db: Any, 
     ctx = multiprocessing.get_context("spawn")
     barrier, out, counter, go = ctx.Barrier(4), ctx.Queue(), ctx.Value("i", 0), ctx.Event()
     workers = [
-        ctx.Process(target=procs.call_until_done,
-                    args=(db_name, {}, server.url("/api"), "svc-ra", counter, 12, barrier, out, 60.0, go), daemon=True)
+        ctx.Process(
+            target=procs.call_until_done, args=(db_name, {}, server.url("/api"), "svc-ra", counter, 12, barrier, out, 60.0, go), daemon=True
+        )
         for _ in range(3)
     ]
     for w in workers:
