@@ -1,8 +1,8 @@
-from django.urls import path
+from django.urls import URLPattern, URLResolver, path
 
 from executions import views
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("workflows/<uuid:workflow_id>/runs/", views.WorkflowRunsView.as_view(), name="workflow-runs"),
     path("runs/", views.RunListView.as_view(), name="run-list"),
     path("runs/<uuid:run_id>/", views.RunDetailView.as_view(), name="run-detail"),
