@@ -48,7 +48,8 @@ def _sweep_loop() -> None:
 
     from executions.services import sweep
 
-    interval = float(settings.CELERY_BEAT_SCHEDULE["zyra-sweep"]["schedule"])
+    beat_interval: Any = settings.CELERY_BEAT_SCHEDULE["zyra-sweep"]["schedule"]
+    interval = float(beat_interval)
     while True:
         time.sleep(interval)
         try:

@@ -116,6 +116,7 @@ def _upstream(graph: Graph, run: Run, node_id: str, refs: set[str]) -> tuple[dic
     rows = NodeRun.objects.filter(run=run, node_id__in=wanted).values_list("node_id", "status", "output")
     status: dict[str, str] = {}
     outputs: dict[str, Any] = {}
+    st: str | None
     for nid, st, out in rows:
         status[nid] = st
         if st in {NodeStatus.SUCCEEDED, NodeStatus.SKIPPED, NodeStatus.FAILED, NodeStatus.TIMED_OUT}:

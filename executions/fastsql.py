@@ -83,7 +83,7 @@ def lock_node(node_run_id: int) -> NodeRun | None:
         node_row = cur.fetchone()
     if node_row is None:
         return None
-    node_run: NodeRun = _from_db(NodeRun, node_row)
+    node_run = _from_db(NodeRun, node_row)
     node_run.run = _from_db(Run, run_row)
     return node_run
 
