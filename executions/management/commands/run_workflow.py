@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,7 @@ class Command(BaseCommand):
             run = services.run_start(workflow=wf, inputs=inputs, user=user, trigger="manual", priority=9)
         except ZyraError as exc:
             raise CommandError(f"{exc.code}: {exc.message} {[d.as_dict() for d in exc.details]}") from None
+        assert wf.current_version is not None  # run_start raises no_version otherwise
         self.stdout.write(f"run {run.id} of {name!r} v{wf.current_version.number} ({run.nodes_total} nodes)")
         self._follow(run.id, opts["timeout"])
         run = Run.objects.get(id=run.id)
@@ -114,6 +116,7 @@ class Command(BaseCommand):
     def _follow(self, run_id: Any, timeout: float) -> None:
         from executions.models import Run
 
+        follow_run: Callable[..., str] | None
         try:
             from executions.progress import follow_run
         except ImportError:
