@@ -15,7 +15,7 @@ import statistics
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from common import Workers, bench_user, emit, setup_django, table, wait_run
 
@@ -55,7 +55,7 @@ def bare_chain(n: int) -> float:
     chain(*sigs).apply_async()
     while not r.get(key):
         time.sleep(0.001)
-    return float(r.get(key)) - t0
+    return float(cast(bytes, r.get(key))) - t0
 
 
 def bare_chord(n: int) -> float:
@@ -70,7 +70,7 @@ def bare_chord(n: int) -> float:
     chord([member.si(i).set(queue="cpu") for i in range(n)], join.s(key=key).set(queue="cpu")).apply_async()
     while not r.get(key):
         time.sleep(0.002)
-    return float(r.get(key).decode().split(":")[0]) - t0
+    return float(cast(bytes, r.get(key)).decode().split(":")[0]) - t0
 
 
 def main() -> None:

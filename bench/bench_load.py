@@ -34,7 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 os.environ.setdefault("ZYRA_BENCH_DB", "zyra_bench_load")
 os.environ.setdefault("ZYRA_BENCH_REDIS_DB", "13")
@@ -208,13 +208,18 @@ class Poller:
 
         with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={BENCH_DB}", autocommit=True) as conn:
             while not self.stop.is_set():
-                conns = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (BENCH_DB,)).fetchone()[0]
+                conns = cast(
+                    tuple[Any, ...], conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (BENCH_DB,)).fetchone()
+                )[0]
                 # The poller's own connection is not the application's.
                 self.peak_conns = max(self.peak_conns, int(conns) - 1)
-                flying = conn.execute(
-                    "SELECT count(*) FROM executions_run WHERE workflow_id = %s AND status IN ('queued', 'running')",
-                    (self.workflow_id,),
-                ).fetchone()[0]
+                flying = cast(
+                    tuple[Any, ...],
+                    conn.execute(
+                        "SELECT count(*) FROM executions_run WHERE workflow_id = %s AND status IN ('queued', 'running')",
+                        (self.workflow_id,),
+                    ).fetchone(),
+                )[0]
                 self.peak_in_flight = max(self.peak_in_flight, int(flying))
                 for pid in self.worker_pids:
                     self.peak_rss_kib[pid] = max(self.peak_rss_kib[pid], tree_rss_kib(pid))
@@ -308,16 +313,19 @@ def main() -> None:
         done = 0
         with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={BENCH_DB}", autocommit=True) as conn:
             while time.monotonic() < deadline:
-                done = conn.execute(
-                    "SELECT count(*) FROM executions_run WHERE workflow_id = %s AND status = ANY(%s)", (str(wf.id), list(TERMINAL))
-                ).fetchone()[0]
+                done = cast(
+                    tuple[Any, ...],
+                    conn.execute(
+                        "SELECT count(*) FROM executions_run WHERE workflow_id = %s AND status = ANY(%s)", (str(wf.id), list(TERMINAL))
+                    ).fetchone(),
+                )[0]
                 if done >= len(run_ids):
                     break
                 time.sleep(0.2)
             total_s = time.perf_counter() - t_start
             poller.stop.set()
             poller.thread.join(timeout=5)
-            by_status = dict(
+            by_status: dict[str, int] = dict(
                 conn.execute("SELECT status, count(*) FROM executions_run WHERE workflow_id = %s GROUP BY 1", (str(wf.id),)).fetchall()
             )
             handoff = [
@@ -336,14 +344,14 @@ def main() -> None:
                 "      WHERE r.workflow_id = %s AND n.attempt = 1 AND jsonb_array_length(n.attempts) > 0) n GROUP BY 1 ORDER BY 1",
                 (str(wf.id),),
             ).fetchall()
-            node_counts = dict(
+            node_counts: dict[str, int] = dict(
                 conn.execute(
                     "SELECT n.status, count(*) FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
                     "WHERE r.workflow_id = %s GROUP BY 1",
                     (str(wf.id),),
                 ).fetchall()
             )
-            max_conn = conn.execute("SHOW max_connections").fetchone()[0]
+            max_conn = cast(tuple[Any, ...], conn.execute("SHOW max_connections").fetchone())[0]
 
         succeeded = int(by_status.get("succeeded", 0))
         figures.update(
