@@ -8,7 +8,7 @@ start their own worker with the cap in its environment.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django.test import override_settings
 from rest_framework.test import APIClient
@@ -104,9 +104,9 @@ def test_node_output_cap_and_event_payload_cap(process_group: ProcessGroup, user
     assert run.status == "failed"
     big = NodeRun.objects.get(run=run, node_id="big")
     assert big.status == "failed" and big.output is None
-    assert big.error["code"] == "output_too_large" and "cap is 3000" in big.error["message"]
+    assert big.error is not None and big.error["code"] == "output_too_large" and "cap is 3000" in big.error["message"]
     mid = NodeRun.objects.get(run=run, node_id="mid")
-    assert mid.status == "succeeded" and len(mid.output["body"]["v"]) == 1000  # stored whole
+    assert mid.status == "succeeded" and mid.output is not None and len(mid.output["body"]["v"]) == 1000  # stored whole
     event = RunEvent.objects.get(run=run, type="node.succeeded", node_id="mid")
     out = event.data["output"]
     assert out["truncated"] is True and out["size"] > 1000 and len(out["preview"]) <= 100
@@ -132,7 +132,7 @@ def test_worker_limits_are_configured() -> None:
     assert app.conf.worker_prefetch_multiplier == 1 and app.conf.task_acks_late is True
     assert 0 < app.conf.task_soft_time_limit < app.conf.task_time_limit
     # Long waits never sit in the broker as ETAs: the visibility timeout is above any node timeout.
-    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > settings.ZYRA_MAX_NODE_TIMEOUT_S
+    assert cast(int, settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]) > settings.ZYRA_MAX_NODE_TIMEOUT_S
 
 
 def test_prefork_worker_recycles_children_and_enforces_time_limits(process_group: ProcessGroup, user: Any) -> None:

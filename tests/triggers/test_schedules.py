@@ -38,7 +38,7 @@ def test_sync_follows_versions(user: Any) -> None:
     wf = scheduled(user, interval_s=60)
     [s] = services.schedule_sync(wf)
     assert s.enabled and s.interval_s == 60 and s.cron == ""
-    assert timedelta(seconds=30) < s.next_run_at - timezone.now() <= timedelta(seconds=60)
+    assert s.next_run_at is not None and timedelta(seconds=30) < s.next_run_at - timezone.now() <= timedelta(seconds=60)
     first_next = s.next_run_at
     # Same timing in a new version: the clock is not reset.
     new_version(wf, [node("tick", "SCHEDULE", {"interval_s": 60, "description": "x"})])
@@ -47,6 +47,7 @@ def test_sync_follows_versions(user: Any) -> None:
     # Cron in a time zone.
     new_version(wf, [node("tick", "SCHEDULE", {"cron": "0 9 * * *", "timezone": "Europe/Paris"})])
     [s] = services.schedule_sync(wf)
+    assert s.next_run_at is not None
     local = s.next_run_at.astimezone(ZoneInfo("Europe/Paris"))
     assert (local.hour, local.minute) == (9, 0) and s.interval_s is None and s.next_run_at > timezone.now()
     # Broken config: kept but disabled, with the reason.
@@ -75,7 +76,7 @@ def test_due_schedule_fires_once(user: Any) -> None:
     assert run.trigger == "schedule" and run.inputs == {"from": "cron"} and run.workflow_id == wf.pk
     assert services.schedules_fire_due() == []
     s.refresh_from_db()
-    assert s.last_run_id == run.pk and s.next_run_at > timezone.now() and s.last_error == ""
+    assert s.last_run_id == run.pk and s.next_run_at is not None and s.next_run_at > timezone.now() and s.last_error == ""
     assert Run.objects.count() == 1
 
 
@@ -86,7 +87,7 @@ def test_missed_ticks_fire_once(user: Any) -> None:
     Schedule.objects.filter(pk=s.pk).update(next_run_at=timezone.now() - timedelta(minutes=10))
     assert len(services.schedules_fire_due()) == 1
     s.refresh_from_db()
-    assert timezone.now() < s.next_run_at <= timezone.now() + timedelta(seconds=60)
+    assert s.next_run_at is not None and timezone.now() < s.next_run_at <= timezone.now() + timedelta(seconds=60)
     assert services.schedules_fire_due() == []
     assert Run.objects.count() == 1
     assert "scheduled_at" in Run.objects.get().inputs
@@ -113,7 +114,7 @@ def test_failed_start_spends_the_tick(user: Any) -> None:
     wf.save()
     assert services.schedules_fire_due() == []
     s.refresh_from_db()
-    assert "workflow_archived" in s.last_error and s.next_run_at > timezone.now()
+    assert "workflow_archived" in s.last_error and s.next_run_at is not None and s.next_run_at > timezone.now()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -178,4 +179,4 @@ def test_a_crashing_schedule_does_not_block_the_others(user: Any, monkeypatch: A
     runs = services.schedules_fire_due(limit=1)
     assert [r.workflow_id for r in runs] == [good.pk]
     s = Schedule.objects.get(workflow=bad)
-    assert "RuntimeError: handler bug" in s.last_error and s.next_run_at > timezone.now()
+    assert "RuntimeError: handler bug" in s.last_error and s.next_run_at is not None and s.next_run_at > timezone.now()

@@ -160,7 +160,7 @@ def test_schedule_start_and_end(user: Any) -> None:
     start = timezone.now() + timedelta(days=2)
     wf = make_workflow(user, {"nodes": [node("t", "SCHEDULE", {"interval_s": 60, "start_at": start.isoformat()})], "edges": []})
     [s] = services.schedule_sync(wf)
-    assert start <= s.next_run_at <= start + timedelta(seconds=61)
+    assert s.next_run_at is not None and start <= s.next_run_at <= start + timedelta(seconds=61)
     ended = (timezone.now() - timedelta(days=1)).isoformat()
     wf2 = make_workflow(user, {"nodes": [node("t", "SCHEDULE", {"interval_s": 60, "end_at": ended})], "edges": []})
     [s2] = services.schedule_sync(wf2)

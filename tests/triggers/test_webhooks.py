@@ -36,7 +36,7 @@ def test_reference_library_signature_is_accepted(client: Client, endpoint: Webho
     run = Run.objects.get(pk=r.json()["run_id"])
     assert set(r.json()) == {"run_id"}
     assert run.inputs == json.loads(body) and run.trigger == "webhook" and run.workflow_id == endpoint.workflow_id
-    assert run.idempotency_key.endswith(":msg_accept")
+    assert run.idempotency_key is not None and run.idempotency_key.endswith(":msg_accept")
     assert WebhookDelivery.objects.get(endpoint=endpoint).run_id == run.pk
     # The signing secret lives in the vault, encrypted, never in the endpoint row.
     assert Secret.objects.filter(owner=endpoint.workflow.owner).count() == 1

@@ -92,7 +92,7 @@ def test_beat_task_uses_the_setting_and_is_scheduled(history: dict[str, Any]) ->
 
     from executions.tasks import prune
 
-    entry = settings.CELERY_BEAT_SCHEDULE["zyra-prune-runs"]
+    entry: dict[str, Any] = settings.CELERY_BEAT_SCHEDULE["zyra-prune-runs"]
     assert entry["task"] == "executions.prune" and entry["options"]["queue"] == "sweep"
     with override_settings(ZYRA_RETENTION_DAYS=1, ZYRA_RETENTION_PAUSE_S=0):
         out = prune()

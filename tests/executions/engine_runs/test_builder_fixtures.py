@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from executions.models import NodeRun
 from tests.support.factories import statuses, wait_run
@@ -33,7 +33,7 @@ def test_linear_chain_runs_end_to_end(worker: Any, api: Any, server: LocalServer
     server.responses("/orders/42", [(200, {"id": 42, "price": 10.0})])
     run = _save_and_run(api, _load("linear_chain", server), {"order_id": 42})
     assert run.status == "succeeded", statuses(run)
-    assert NodeRun.objects.get(run=run, node_id="total").output["result"] == 12.0
+    assert cast(dict[str, Any], NodeRun.objects.get(run=run, node_id="total").output)["result"] == 12.0
     assert "Your order 42" in smtp_server.subjects()
     wait = NodeRun.objects.get(run=run, node_id="wait")
     assert wait.duration_ms is not None and wait.duration_ms >= 900

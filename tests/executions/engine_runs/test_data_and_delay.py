@@ -20,7 +20,7 @@ def test_output_schema_mismatch_fails_the_node_with_the_path(worker: Any, user: 
     }
     run = wait_run(services.run_start(workflow=make_workflow(user, d), inputs={}, user=user).id)
     fetch = NodeRun.objects.get(run=run, node_id="fetch")
-    assert fetch.status == "failed" and fetch.error["code"] == "output_schema"
+    assert fetch.status == "failed" and fetch.error is not None and fetch.error["code"] == "output_schema"
     assert "/body/id" in fetch.error["message"]
     assert statuses(run)["next"] == "cancelled" and server.count("/next") == 0
 
@@ -36,8 +36,8 @@ def test_whole_string_template_keeps_json_type(worker: Any, user: Any) -> None:
     run = wait_run(services.run_start(workflow=make_workflow(user, d), inputs={"a": 6, "b": 7}, user=user).id)
     calc = NodeRun.objects.get(run=run, node_id="calc")
     assert calc.status == "succeeded", calc.error
-    assert calc.output["result"] == 42
-    assert calc.inputs["config"]["variables"] == {"a": 6, "b": 7}  # numbers, not "6" and "7"
+    assert calc.output is not None and calc.output["result"] == 42
+    assert calc.inputs is not None and calc.inputs["config"]["variables"] == {"a": 6, "b": 7}  # numbers, not "6" and "7"
 
 
 def test_delays_do_not_occupy_worker_threads(worker: Any, user: Any) -> None:
@@ -55,4 +55,4 @@ def test_delays_do_not_occupy_worker_threads(worker: Any, user: Any) -> None:
     assert elapsed < 5.5, elapsed
     assert run.events.filter(type="node.deferred").count() == width
     for nr in NodeRun.objects.filter(run=run, type="DELAY"):
-        assert nr.attempt == 1 and nr.duration_ms >= 1900
+        assert nr.attempt == 1 and nr.duration_ms is not None and nr.duration_ms >= 1900

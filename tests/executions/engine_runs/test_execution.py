@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 import pytest
 from django.utils.dateparse import parse_datetime
@@ -52,7 +53,7 @@ def test_wide_fan_out_and_fan_in_each_node_once(worker: Any, user: Any, server: 
     assert run.status == "succeeded", statuses(run)
     assert all(server.count(f"/n/{i}") == 1 for i in range(width))
     join = NodeRun.objects.get(run=run, node_id="join")
-    assert join.attempt == 1 and len(join.output) == width
+    assert join.attempt == 1 and join.output is not None and len(join.output) == width
     assert Run.objects.get(id=run.id).events.filter(type="node.started", node_id="join").count() == 1
 
 
@@ -140,8 +141,12 @@ def test_retry_503_then_success_with_backoff(worker: Any, user: Any, server: Loc
     assert nr.attempt == 3 and server.count("/flaky") == 3
     assert [a["status"] for a in nr.attempts] == ["failed", "failed", "succeeded"]
     assert nr.attempts[0]["error"]["code"] == "http_5xx"
-    gap1 = (parse_datetime(nr.attempts[1]["started_at"]) - parse_datetime(nr.attempts[0]["finished_at"])).total_seconds()
-    gap2 = (parse_datetime(nr.attempts[2]["started_at"]) - parse_datetime(nr.attempts[1]["finished_at"])).total_seconds()
+    gap1 = (
+        cast(datetime, parse_datetime(nr.attempts[1]["started_at"])) - cast(datetime, parse_datetime(nr.attempts[0]["finished_at"]))
+    ).total_seconds()
+    gap2 = (
+        cast(datetime, parse_datetime(nr.attempts[2]["started_at"])) - cast(datetime, parse_datetime(nr.attempts[1]["finished_at"]))
+    ).total_seconds()
     assert gap1 >= 0.25 and gap2 >= 0.55, (gap1, gap2)  # 0.3 s then 0.6 s (exponential)
     assert run.events.filter(type="node.retrying", node_id="f").count() == 2
 
@@ -152,7 +157,7 @@ def test_400_is_not_retried(worker: Any, user: Any, server: LocalServer) -> None
     run = wait_run(_start(user, d).id)
     assert run.status == "failed"
     nr = NodeRun.objects.get(run=run, node_id="f")
-    assert nr.status == "failed" and nr.attempt == 1 and nr.error["code"] == "http_4xx"
+    assert nr.status == "failed" and nr.attempt == 1 and nr.error is not None and nr.error["code"] == "http_4xx"
     assert server.count("/bad") == 1
 
 
@@ -205,7 +210,7 @@ def test_hanging_server_times_out_and_run_ends(worker: Any, user: Any, server: L
     assert run.status == "failed" and nr.status == "timed_out" and nr.attempt == 2
     assert [a["error"]["code"] for a in nr.attempts] == ["timeout", "timeout"]
     for a in nr.attempts:
-        took = (parse_datetime(a["finished_at"]) - parse_datetime(a["started_at"])).total_seconds()
+        took = (cast(datetime, parse_datetime(a["finished_at"])) - cast(datetime, parse_datetime(a["started_at"]))).total_seconds()
         assert took < 1 + 1.5, took
     assert elapsed < 10
 
@@ -253,7 +258,7 @@ def test_sequential_mode_runs_one_node_at_a_time(worker: Any, user: Any, server:
     run = wait_run(_start(user, d).id)
     assert run.status == "succeeded"
     spans = sorted(
-        (parse_datetime(nr.attempts[0]["started_at"]), nr.finished_at, nr.topo_index)
+        (cast(datetime, parse_datetime(nr.attempts[0]["started_at"])), cast(datetime, nr.finished_at), nr.topo_index)
         for nr in NodeRun.objects.filter(run=run).exclude(node_id="start")
     )
     assert [s[2] for s in spans] == sorted(s[2] for s in spans)  # topological order
@@ -268,7 +273,8 @@ def test_max_parallel_nodes_caps_in_flight(worker: Any, user: Any, server: Local
     run = wait_run(_start(user, d).id)
     assert run.status == "succeeded"
     spans = [
-        (parse_datetime(nr.attempts[0]["started_at"]), nr.finished_at) for nr in NodeRun.objects.filter(run=run).exclude(node_id="start")
+        (cast(datetime, parse_datetime(nr.attempts[0]["started_at"])), cast(datetime, nr.finished_at))
+        for nr in NodeRun.objects.filter(run=run).exclude(node_id="start")
     ]
     for s, _ in spans:
         overlapping = sum(1 for s2, e2 in spans if s2 <= s < e2)
@@ -286,7 +292,7 @@ def test_template_naming_missing_data_fails_with_path(worker: Any, user: Any, se
     }
     run = wait_run(_start(user, d).id)
     nr = NodeRun.objects.get(run=run, node_id="b")
-    assert nr.status == "failed" and nr.error["code"] == "template"
+    assert nr.status == "failed" and nr.error is not None and nr.error["code"] == "template"
     assert "nodes.a.output.body.missing.deeper" in nr.error["message"]
     assert "/data/config/url" in nr.error["message"]
     assert server.count("/b") == 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 from django.utils.dateparse import parse_datetime
 
@@ -23,8 +24,8 @@ def test_max_two_concurrent_runs_per_workflow(worker: Any, user: Any, server: Lo
     spans = []
     for r in finished:
         nrs = list(NodeRun.objects.filter(run=r))
-        start = min(parse_datetime(n.attempts[0]["started_at"]) for n in nrs)
-        end = max(n.finished_at for n in nrs)
+        start = min(cast(datetime, parse_datetime(n.attempts[0]["started_at"])) for n in nrs)
+        end = max(cast(datetime, n.finished_at) for n in nrs)
         spans.append((start, end, r.created_at))
     for s, _, _ in spans:
         assert sum(1 for s2, e2, _ in spans if s2 <= s < e2) <= 2

@@ -76,20 +76,20 @@ def start_server(db_name: str, name: str, env_extra: dict[str, str] | None = Non
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = AsgiServer(proc, port, log_path)
+    asgi = AsgiServer(proc, port, log_path)
     deadline = time.monotonic() + 120  # Django starts slowly on a loaded machine
     while True:
         if proc.poll() is not None:
-            raise AssertionError(f"ASGI server exited: {server.log_tail()}")
+            raise AssertionError(f"ASGI server exited: {asgi.log_tail()}")
         try:
-            with urllib.request.urlopen(server.http + "/healthz", timeout=2) as resp:  # noqa: S310 - loopback http
+            with urllib.request.urlopen(asgi.http + "/healthz", timeout=2) as resp:  # noqa: S310 - loopback http
                 if resp.status == 200:
-                    return server
+                    return asgi
         except OSError:
             pass
         if time.monotonic() > deadline:
-            server.stop()
-            raise AssertionError(f"ASGI server did not start: {server.log_tail()}")
+            asgi.stop()
+            raise AssertionError(f"ASGI server did not start: {asgi.log_tail()}")
         time.sleep(0.1)
 
 

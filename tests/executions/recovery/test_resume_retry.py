@@ -120,7 +120,7 @@ def test_resume_a_cancelled_run(worker: Any, user: Any, server: LocalServer) -> 
     nr = NodeRun.objects.get(run=run, node_id="slow")
     assert nr.attempt == 2 and nr.status == "succeeded"
     assert _history(run, "slow") == [(1, "cancelled", "run_cancelled"), (2, "succeeded", None)]
-    assert nr.output["body"] == {"slept": 1.5}
+    assert nr.output is not None and nr.output["body"] == {"slept": 1.5}
     assert run.events.filter(type="node.succeeded", node_id="slow").count() == 1
     types = list(run.events.values_list("type", flat=True))
     assert types.index("run.cancelled") < types.index("run.resumed") < types.index("run.succeeded")

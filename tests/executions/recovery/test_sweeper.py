@@ -15,8 +15,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.core.management import call_command
 from django.db import connection
@@ -198,12 +198,13 @@ def test_a_lease_is_renewed_only_for_the_attempt_that_holds_it(rec_broker: Redis
     services.sweep()  # attempt 1 is lost; attempt 2 is claimed (elsewhere)
     assert services.node_claim(node_run_id=nr.id, attempt=2) is not None
     before = NodeRun.objects.get(id=nr.id).lease_until
+    assert before is not None
     time.sleep(0.05)
     # The worker of attempt 1 comes back and renews "its" lease: that must not extend attempt 2's.
     assert services.node_leases_renew(leases=[(nr.id, 1)]) == 0
     assert NodeRun.objects.get(id=nr.id).lease_until == before
     assert services.node_leases_renew(leases=[(nr.id, 2)]) == 1
-    assert NodeRun.objects.get(id=nr.id).lease_until > before
+    assert cast(datetime, NodeRun.objects.get(id=nr.id).lease_until) > before
 
 
 def test_a_node_that_keeps_losing_its_worker_fails_after_its_own_budget(
@@ -220,5 +221,5 @@ def test_a_node_that_keeps_losing_its_worker_fails_after_its_own_budget(
     fresh = NodeRun.objects.get(id=nr.id)
     # Two re-queues (its worker_lost budget), then it fails: a poison pill is not re-queued forever.
     assert (fresh.status, fresh.attempt, fresh.worker_lost) == ("failed", 3, 3)
-    assert fresh.error["code"] == "worker_lost"
+    assert fresh.error is not None and fresh.error["code"] == "worker_lost"
     assert Run.objects.get(id=run.id).status == "failed"

@@ -93,7 +93,7 @@ def test_late_result_of_a_lost_attempt_is_discarded(rec_group: ProcessGroup, use
     nr = NodeRun.objects.get(run=run)
     assert Run.objects.get(id=run.id).status == "succeeded"
     assert nr.status == "succeeded" and nr.attempt == 2
-    assert nr.output["body"] == {"attempt": 2}
+    assert nr.output is not None and nr.output["body"] == {"attempt": 2}
     assert [(a["attempt"], a["status"], (a.get("error") or {}).get("code")) for a in nr.attempts] == [
         (1, "failed", "worker_lost"),
         (2, "succeeded", None),
