@@ -14,6 +14,9 @@ from rest_framework.test import APIClient
 from tests.support.servers import LocalServer
 from tests.support.workers import LOG_DIR, ProcessGroup
 
+# Logs and screenshots of test processes; a fresh clone has no artifacts/ yet.
+LOG_DIR.mkdir(parents=True, exist_ok=True)
+
 
 @pytest.fixture
 def user(db: Any) -> Any:

@@ -72,6 +72,7 @@ class RedisServer:
             return False
 
     def start(self) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)  # a fresh clone has no artifacts/ yet
         log = open(LOG_DIR / f"rec-redis-{self.port}.log", "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [
