@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from workflows.node_types._trigger import register_trigger
 from workflows.node_types.condition import SCHEMA_DIALECT
-from workflows.registry import NodeTypeSpec, RetryPolicy, node_types
 
 CONFIG_SCHEMA: dict[str, Any] = {
     "$schema": SCHEMA_DIALECT,
@@ -23,17 +23,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "additionalProperties": True,
 }
 
-SPEC = node_types.register(
-    NodeTypeSpec(
-        type="MANUAL",
-        category="trigger",
-        label="Manual trigger",
-        description="Start a run by hand (API or admin); emits the run inputs.",
-        config_schema=CONFIG_SCHEMA,
-        output_schema={"$schema": SCHEMA_DIALECT},
-        timeout_s=10.0,
-        retry=RetryPolicy(max_attempts=1),
-        queue="cpu",
-        is_trigger=True,
-    )
+SPEC = register_trigger(
+    type_name="MANUAL",
+    label="Manual trigger",
+    description="Start a run by hand (API or admin); emits the run inputs.",
+    config_schema=CONFIG_SCHEMA,
 )

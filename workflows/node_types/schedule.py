@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from workflows.node_types._trigger import register_trigger
 from workflows.node_types.condition import SCHEMA_DIALECT
-from workflows.registry import NodeTypeSpec, RetryPolicy, node_types
 
 MIN_INTERVAL_S = 1
 MAX_INTERVAL_S = 366 * 24 * 3600
@@ -103,17 +103,9 @@ def next_fire_time(config: dict[str, Any], after: datetime) -> datetime | None:
     return None
 
 
-SPEC = node_types.register(
-    NodeTypeSpec(
-        type="SCHEDULE",
-        category="trigger",
-        label="Schedule trigger",
-        description="Start runs on a cron expression or a fixed interval, in a time zone.",
-        config_schema=CONFIG_SCHEMA,
-        output_schema={"$schema": SCHEMA_DIALECT},
-        timeout_s=10.0,
-        retry=RetryPolicy(max_attempts=1),
-        queue="cpu",
-        is_trigger=True,
-    )
+SPEC = register_trigger(
+    type_name="SCHEDULE",
+    label="Schedule trigger",
+    description="Start runs on a cron expression or a fixed interval, in a time zone.",
+    config_schema=CONFIG_SCHEMA,
 )
