@@ -7,6 +7,12 @@ bash scripts/services.sh >/dev/null
 rc=0
 for b in bench/bench_*.py; do
   echo "=== $b"
-  .venv/bin/python "$b" "$@" || { echo "$b failed" >&2; rc=1; }
+  if [ "$(basename "$b")" = bench_outbound.py ]; then
+    # The breaker's state lives in PostgreSQL and the limiter in Redis in production: measure that.
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/zyra_bench_outbound REDIS_URL=redis://127.0.0.1:6379/3 \
+      .venv/bin/python "$b" "$@" || { echo "$b failed" >&2; rc=1; }
+  else
+    .venv/bin/python "$b" "$@" || { echo "$b failed" >&2; rc=1; }
+  fi
 done
 exit $rc
