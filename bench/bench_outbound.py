@@ -111,6 +111,8 @@ class FastServer:
 def setup_django() -> str:
     if not os.environ.get("DATABASE_URL"):
         os.environ.setdefault("ZYRA_VAR_DIR", tempfile.mkdtemp(prefix="zyra-bench-"))
+    elif os.environ["DATABASE_URL"].startswith("postgres"):
+        _create_database(os.environ["DATABASE_URL"])
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "zyra.settings")
     os.environ.setdefault("ZYRA_HTTP_ALLOWLIST", "127.0.0.1")
     os.environ.setdefault("ZYRA_LOG_LEVEL", "WARNING")
@@ -126,6 +128,20 @@ def setup_django() -> str:
     call_command("migrate", verbosity=0)
     db = str(settings.DATABASES["default"]["ENGINE"]).rsplit(".", 1)[-1]
     return f"{db} + {'redis' if settings.REDIS_URL else 'in-process limiter'}"
+
+
+def _create_database(url: str) -> None:
+    """The scratch database named in DATABASE_URL, created when missing."""
+    from urllib.parse import urlparse
+
+    import psycopg
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin = f"host={parsed.hostname or '127.0.0.1'} port={parsed.port or 5432} user={parsed.username or 'postgres'} dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def pct(values: list[float], q: float) -> float:
