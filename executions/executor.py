@@ -19,11 +19,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from executions import services
+from executions import fastsql, services
 from executions.engine import templates
 from executions.engine.graph import Graph
 from executions.engine.routing import Outcome, edge_active
-from executions.models import NodeRun, NodeStatus, Run
+from executions.models import NodeStatus, Run
 from executions.nodes.base import Defer, NodeContext, NodeError, handlers
 from workflows.registry import node_types
 from zyra.redaction import Redactor, global_redactor
@@ -113,7 +113,7 @@ def _upstream(graph: Graph, run: Run, node_id: str, refs: set[str]) -> tuple[dic
     """(active predecessors' outputs, outputs of every node the templates name)."""
     preds = graph.predecessors(node_id)
     wanted = set(preds) | refs
-    rows = NodeRun.objects.filter(run=run, node_id__in=wanted).values_list("node_id", "status", "output")
+    rows = fastsql.node_outputs(run.id, list(wanted))
     status: dict[str, str] = {}
     outputs: dict[str, Any] = {}
     st: str | None

@@ -152,3 +152,41 @@ def insert_events(events: Sequence[RunEvent]) -> None:
                 params.append(f.get_db_prep_save(getattr(ev, f.attname), connection))
         with connection.cursor() as cur:
             cur.execute(prefix + ", ".join([one] * len(chunk)), params)
+
+
+@cache
+def _node_runs_sql() -> str:
+    cols = ", ".join(f'"{f.column}"' for f in _fields(NodeRun))
+    return f'SELECT {cols} FROM "{NodeRun._meta.db_table}" WHERE "run_id" = %s AND "node_id" = ANY(%s)'
+
+
+def node_runs(run_id: Any, node_ids: Sequence[str]) -> list[NodeRun]:
+    """Full node-run rows of one run by node id (the successors a completion touches)."""
+    if not node_ids:
+        return []
+    if not _pg():
+        return list(NodeRun.objects.filter(run_id=run_id, node_id__in=list(node_ids)))
+    with connection.cursor() as cur:
+        cur.execute(_node_runs_sql(), [run_id, list(node_ids)])
+        return [_from_db(NodeRun, row) for row in cur.fetchall()]
+
+
+def node_outputs(run_id: Any, node_ids: Sequence[str]) -> list[tuple[str, str, Any]]:
+    """(node_id, status, output) of some nodes of one run."""
+    if not node_ids:
+        return []
+    if not _pg():
+        return list(NodeRun.objects.filter(run_id=run_id, node_id__in=list(node_ids)).values_list("node_id", "status", "output"))
+    output_field = _by_name(NodeRun)["output"]
+    with connection.cursor() as cur:
+        cur.execute(
+            f'SELECT "node_id", "status", "output" FROM "{NodeRun._meta.db_table}" WHERE "run_id" = %s AND "node_id" = ANY(%s)',
+            [run_id, list(node_ids)],
+        )
+        rows = cur.fetchall()
+    out = []
+    for node_id, status, output in rows:
+        for conv in output_field.get_db_converters(connection):
+            output = conv(output, output_field, connection)
+        out.append((node_id, status, output))
+    return out

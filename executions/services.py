@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from executions import fastsql
 from executions.engine.graph import Graph
 from executions.engine.retry import Policy, backoff_delay, is_retryable
 from executions.engine.routing import NodeState, Outcome, resolve
@@ -452,7 +453,7 @@ def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
             *nr.attempts,
             {"attempt": attempt, "status": "running", "started_at": iso(now), "worker": nr.worker, "resume": run.resumes},
         ]
-        nr.save(update_fields=["status", "started_at", "lease_until", "worker", "next_attempt_at", "attempts"])
+        fastsql.update_rows(NodeRun, [nr], ["status", "started_at", "lease_until", "worker", "next_attempt_at", "attempts"])
         tx.event("node.started", nr.node_id, _node_event_data(nr))
         tx.flush([])
     return Claim(node_run=nr, run=run, graph=graph, timeout_s=timeout)
@@ -646,7 +647,7 @@ def _route(tx: RunTx, graph: Graph, node_id: str, outcome: Outcome, evaluate: An
     rows: dict[str, NodeRun] = {}
 
     def load(ids: list[str]) -> dict[str, NodeState]:
-        fetched = NodeRun.objects.filter(run=run, node_id__in=ids)
+        fetched = fastsql.node_runs(run.id, ids)
         out: dict[str, NodeState] = {}
         for row in fetched:
             rows[row.node_id] = row
