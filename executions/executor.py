@@ -137,6 +137,21 @@ def _upstream(graph: Graph, run: Run, node_id: str, refs: set[str]) -> tuple[dic
     return active, {k: v for k, v in outputs.items() if k in refs or k in active}
 
 
+_validators: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """A compiled validator per schema object (type specs and cached graphs keep theirs alive)."""
+    hit = _validators.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    validator = jsonschema.Draft202012Validator(schema)
+    if len(_validators) > 4096:
+        _validators.clear()
+    _validators[id(schema)] = (schema, validator)
+    return validator
+
+
 def _check_output(graph: Graph, node_id: str, node_type: str, output: Any) -> Any:
     try:
         text = json.dumps(output, allow_nan=False)
@@ -153,7 +168,7 @@ def _check_output(graph: Graph, node_id: str, node_type: str, output: Any) -> An
         schemas.append(("node", node_schema))
     for origin, schema in schemas:
         try:
-            err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(output))
+            err = jsonschema.exceptions.best_match(_validator(schema).iter_errors(output))
         except jsonschema.SchemaError as exc:
             raise NodeError("config", f"the {origin} output_schema is invalid: {exc.message}") from None
         if err is not None:
