@@ -11,6 +11,12 @@ class RunStartSerializer(serializers.Serializer):
     inputs = serializers.JSONField(required=False, default=dict)
     idempotency_key = serializers.CharField(required=False, allow_null=True, max_length=200, min_length=1)
 
+    def validate_idempotency_key(self, value: Any) -> Any:
+        raw = self.initial_data.get("idempotency_key") if isinstance(self.initial_data, dict) else None
+        if raw is not None and not isinstance(raw, str):
+            raise serializers.ValidationError("idempotency_key must be a string.", code="type")
+        return value
+
     def validate_inputs(self, value: Any) -> Any:
         if not isinstance(value, dict):
             raise serializers.ValidationError("inputs must be a JSON object.", code="type")
