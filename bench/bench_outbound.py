@@ -118,7 +118,8 @@ def setup_django() -> str:
     os.environ.setdefault("ZYRA_LOG_LEVEL", "WARNING")
     # A scratch key ring: the bench stores no secrets, but the app refuses to start on a
     # real database without one.
-    os.environ.setdefault("ZYRA_MASTER_KEYS", "bench:" + base64.b64encode(b"zyra-bench-key-not-a-secret-0123").decode())
+    os.environ.setdefault("ZYRA_MASTER_KEYS", "bench:" + base64.b64encode(os.urandom(32)).decode())
+    os.environ.setdefault("SECRET_KEY", base64.b64encode(os.urandom(48)).decode())
     import django
 
     django.setup()

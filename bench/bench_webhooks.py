@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ROOT, Workers, bench_env, setup_django, table  # noqa: E402
 
-SECRET = "whsec_" + base64.b64encode(b"bench-webhooks-signing-key-32byt").decode()
+# A fresh signing secret per benchmark run (stored in the vault by setup, used by the client here).
+SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
 def _listen() -> socket.socket:

@@ -6,8 +6,10 @@ Run one with ``.venv/bin/python bench/<name>.py``; ``bash bench/run.sh`` runs al
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,6 +19,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# Random per benchmark process, passed to every server and worker it starts.
+_BENCH_MASTER_KEYS = "bench1:" + base64.b64encode(os.urandom(32)).decode()
+_BENCH_SECRET_KEY = secrets.token_urlsafe(50)
 
 BENCH_DB = os.environ.get("ZYRA_BENCH_DB", "zyra_bench")
 BENCH_REDIS_DB = os.environ.get("ZYRA_BENCH_REDIS_DB", "10")
@@ -31,7 +37,8 @@ def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
             "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}",
             "REDIS_URL": f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}",
             "ZYRA_HTTP_ALLOWLIST": "127.0.0.1,::1,localhost",
-            "ZYRA_MASTER_KEYS": env.get("ZYRA_MASTER_KEYS", "bench1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+            "ZYRA_MASTER_KEYS": env.get("ZYRA_MASTER_KEYS", _BENCH_MASTER_KEYS),
+            "SECRET_KEY": env.get("SECRET_KEY", _BENCH_SECRET_KEY),
             "ZYRA_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }

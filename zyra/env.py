@@ -7,6 +7,8 @@ which fail loudly (naming the variable) on a value they cannot parse.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 
@@ -99,3 +101,17 @@ def database_from_url(url: str) -> dict[str, object]:
             path = path[1:]
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": path or ":memory:"}
     raise ConfigError(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (postgres://, sqlite:///)")
+
+
+def dev_secret_file(path: Path, make: Callable[[], str]) -> str:
+    """Embedded mode only: a random development secret, created once (mode 0600) and reused."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(make() + "\n")
+    return path.read_text().strip()

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
-from zyra.env import ConfigError, database_from_url, env_bool, env_int, env_list, env_str
+from zyra.env import ConfigError, database_from_url, dev_secret_file, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("ZYRA_VAR_DIR", str(BASE_DIR / "var")))
@@ -10,8 +11,10 @@ VAR_DIR = Path(env_str("ZYRA_VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
-    # Embedded default only: a fixed development key. Production sets SECRET_KEY.
-    SECRET_KEY = "zyra-embedded-development-key-not-for-production"  # noqa: S105
+    if env_str("DATABASE_URL", ""):
+        raise ConfigError("SECRET_KEY is not set: a deployment with DATABASE_URL must provide it in the environment")
+    # Embedded default only: a random key generated once into var/ (never a literal in the code).
+    SECRET_KEY = dev_secret_file(VAR_DIR / "dev-secret-key", lambda: secrets.token_urlsafe(50))
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
