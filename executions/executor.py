@@ -109,7 +109,7 @@ def edge_condition_evaluator(run: Run) -> Any:
     return evaluate
 
 
-def _upstream(graph: Graph, run: Run, node_id: str, refs: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _upstream(graph: Graph, run: Run, node_id: str, refs: frozenset[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(active predecessors' outputs, outputs of every node the templates name)."""
     preds = graph.predecessors(node_id)
     wanted = set(preds) | refs
@@ -121,6 +121,7 @@ def _upstream(graph: Graph, run: Run, node_id: str, refs: set[str]) -> tuple[dic
         status[nid] = st
         if st in {NodeStatus.SUCCEEDED, NodeStatus.SKIPPED, NodeStatus.FAILED, NodeStatus.TIMED_OUT}:
             outputs[nid] = out
+    evaluate = edge_condition_evaluator(run)
     active: dict[str, Any] = {}
     for edge in graph.in_edges[node_id]:
         st = status.get(edge.source)
@@ -132,7 +133,7 @@ def _upstream(graph: Graph, run: Run, node_id: str, refs: set[str]) -> tuple[dic
             passthrough=st == NodeStatus.SKIPPED and outputs.get(edge.source) is not None,
             error_branch=st in {NodeStatus.FAILED, NodeStatus.TIMED_OUT} and graph.nodes[edge.source].on_error == "error_branch",
         )
-        if edge_active(graph, edge, outcome, edge_condition_evaluator(run)):
+        if edge_active(graph, edge, outcome, evaluate):
             active[edge.source] = outputs.get(edge.source)
     return active, {k: v for k, v in outputs.items() if k in refs or k in active}
 
@@ -260,7 +261,7 @@ def _attempt(claim: services.Claim) -> services.Result:
     redactor = Redactor()
     started = time.monotonic()
     try:
-        refs = {nid for _, nid in templates.node_references(node.config)} & graph.ancestors(nr.node_id)
+        refs = graph.template_refs(nr.node_id)
         active, outputs = _upstream(graph, run, nr.node_id, refs)
         data_in: Any = next(iter(active.values())) if len(active) == 1 else (active or run.inputs)
         if not node.enabled:

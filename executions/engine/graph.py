@@ -39,6 +39,7 @@ class Graph:
     topo: list[str] = field(default_factory=list)
     topo_index: dict[str, int] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    _refs: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_definition(cls, definition: dict[str, Any]) -> Graph:
@@ -91,6 +92,18 @@ class Graph:
 
     def predecessors(self, node_id: str) -> list[str]:
         return list(dict.fromkeys(e.source for e in self.in_edges[node_id]))
+
+    def template_refs(self, node_id: str) -> frozenset[str]:
+        """Upstream nodes this node's config templates name, computed once per graph (per-node hot path)."""
+        refs = self._refs.get(node_id)
+        if refs is None:
+            from executions.engine.templates import node_references
+
+            named = {nid for _, nid in node_references(self.nodes[node_id].config)}
+            # Validation allows only upstream references; the ancestor walk runs only when there are any.
+            refs = frozenset(named & self.ancestors(node_id)) if named else frozenset()
+            self._refs[node_id] = refs
+        return refs
 
     def ancestors(self, node_id: str) -> set[str]:
         seen: set[str] = set()
