@@ -40,6 +40,7 @@ os.environ.setdefault("ZYRA_BENCH_DB", "zyra_bench_chaos")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ROOT, bench_env, bench_user, emit, setup_django, table  # noqa: E402
+from tests.support.workers import beat_argv, worker_argv  # noqa: E402
 
 REDIS_PORTS = range(6390, 6400)
 TIMINGS = {"ZYRA_LEASE_S": "3", "ZYRA_REQUEUE_AFTER_S": "3", "ZYRA_SWEEP_INTERVAL_S": "1", "ZYRA_WAKE_GRACE_S": "1"}
@@ -75,47 +76,10 @@ class Pool:
         self.procs[name] = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def worker(self, name: str) -> None:
-        self._spawn(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "zyra",
-                "worker",
-                "-Q",
-                "io,cpu,sweep",
-                "-P",
-                "prefork",
-                "-c",
-                str(self.concurrency),
-                "-n",
-                f"{name}@%h",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "-l",
-                "WARNING",
-            ],
-        )
+        self._spawn(name, worker_argv(name, pool="prefork", concurrency=self.concurrency))
 
     def beat(self) -> None:
-        self._spawn(
-            "beat",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "zyra",
-                "beat",
-                "-l",
-                "WARNING",
-                "-s",
-                str(self.logdir / f"chaos-beat-schedule-{os.getpid()}"),
-            ],
-        )
+        self._spawn("beat", beat_argv(self.logdir / f"chaos-beat-schedule-{os.getpid()}"))
 
     def kill(self, name: str) -> None:
         proc = self.procs[name]

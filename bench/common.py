@@ -20,6 +20,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.workers import worker_argv  # noqa: E402 - after the path is set
+
 # Random per benchmark process, passed to every server and worker it starts.
 _BENCH_MASTER_KEYS = "bench1:" + base64.b64encode(os.urandom(32)).decode()
 _BENCH_SECRET_KEY = secrets.token_urlsafe(50)
@@ -85,31 +87,10 @@ class Workers:
         logdir = ROOT / "artifacts" / "bench"
         logdir.mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            args = [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "zyra",
-                "worker",
-                "-Q",
-                queues,
-                "-P",
-                pool,
-                "-c",
-                str(concurrency),
-                "-n",
-                f"bench{i}-{len(self.procs)}@%h",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "-l",
-                "WARNING",
-            ]
-            if include:
-                args += ["-I", include]
+            extra = ["-I", include] if include else []
             if beat and i == 0:
-                args += ["-B", "-s", str(logdir / "beat-schedule")]
+                extra += ["-B", "-s", str(logdir / "beat-schedule")]
+            args = worker_argv(f"bench{i}-{len(self.procs)}", queues=queues, pool=pool, concurrency=concurrency, extra_args=extra)
             log = open(logdir / f"worker-{len(self.procs)}.log", "ab")  # noqa: SIM115
             self.procs.append(
                 subprocess.Popen(args, cwd=ROOT, env=bench_env(extra_env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

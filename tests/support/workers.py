@@ -24,6 +24,38 @@ def worker_env(db_name: str, extra: dict[str, str] | None = None) -> dict[str, s
     return env
 
 
+def worker_argv(
+    name: str, *, queues: str = "io,cpu,sweep", pool: str = "threads", concurrency: int = 8, extra_args: list[str] | None = None
+) -> list[str]:
+    """The command line of one Celery worker process (tests and benchmarks start them the same way)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "zyra",
+        "worker",
+        "-Q",
+        queues,
+        "-P",
+        pool,
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "WARNING",
+        *(extra_args or []),
+    ]
+
+
+def beat_argv(schedule: Path) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "zyra", "beat", "-l", "WARNING", "-s", str(schedule)]
+
+
 class ProcessGroup:
     """Start, kill and restart worker processes; logs go to artifacts/logs."""
 
@@ -36,34 +68,11 @@ class ProcessGroup:
     def start_worker(
         self, name: str, queues: str = "io,cpu,sweep", pool: str = "threads", concurrency: int = 8, extra_args: list[str] | None = None
     ) -> subprocess.Popen[bytes]:
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "zyra",
-            "worker",
-            "-Q",
-            queues,
-            "-P",
-            pool,
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{name}@%h",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "WARNING",
-            *(extra_args or []),
-        ]
+        args = worker_argv(name, queues=queues, pool=pool, concurrency=concurrency, extra_args=extra_args)
         return self._spawn(name, args)
 
     def start_beat(self, name: str = "beat") -> subprocess.Popen[bytes]:
-        schedule = LOG_DIR / f"beat-schedule-{os.getpid()}"
-        args = [sys.executable, "-m", "celery", "-A", "zyra", "beat", "-l", "WARNING", "-s", str(schedule)]
-        return self._spawn(name, args)
+        return self._spawn(name, beat_argv(LOG_DIR / f"beat-schedule-{os.getpid()}"))
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = open(LOG_DIR / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
