@@ -18,6 +18,34 @@ from tests.support.workers import LOG_DIR, ProcessGroup
 LOG_DIR.mkdir(parents=True, exist_ok=True)
 
 
+def _retry_flush_on_deadlock() -> None:
+    """Transactional tests end with a TRUNCATE of every table. Worker processes of the session
+    (sweeper, schedules, breaker writes) may still commit while it runs, and PostgreSQL can then
+    abort the TRUNCATE as a deadlock victim: a transient, so the flush is retried."""
+    import time
+
+    from django.core.management.base import CommandError
+    from django.test import testcases
+
+    # A private Django hook (not in the stubs), hence getattr/setattr.
+    original = getattr(testcases.TransactionTestCase, "_fixture_teardown")  # noqa: B009
+
+    def fixture_teardown(self: Any) -> None:
+        for attempt in range(5):
+            try:
+                original(self)
+                return
+            except CommandError as exc:
+                if "deadlock" not in str(exc.__cause__).lower() or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    setattr(testcases.TransactionTestCase, "_fixture_teardown", fixture_teardown)  # noqa: B010
+
+
+_retry_flush_on_deadlock()
+
+
 @pytest.fixture
 def user(db: Any) -> Any:
     return get_user_model().objects.create_user("alice", "alice@example.com", "pw-alice-123")
