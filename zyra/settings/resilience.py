@@ -52,7 +52,7 @@ ZYRA_RATE_LIMIT_PER_S = env_float("ZYRA_RATE_LIMIT_PER_S", 100.0)
 ZYRA_RATE_LIMIT_BURST = env_int("ZYRA_RATE_LIMIT_BURST", 100)
 # Grants are spaced this fraction wider than 1/rate, so delivery jitter between the
 # limiter and the service cannot push the service over its limit in any second.
-ZYRA_RATE_LIMIT_HEADROOM = env_float("ZYRA_RATE_LIMIT_HEADROOM", 0.08)
+ZYRA_RATE_LIMIT_HEADROOM = env_float("ZYRA_RATE_LIMIT_HEADROOM", 0.15)
 # Upper bound on an upstream Retry-After we honour (a hostile server cannot park us for days).
 ZYRA_RETRY_AFTER_MAX_S = env_float("ZYRA_RETRY_AFTER_MAX_S", 3600.0)
 
