@@ -197,41 +197,37 @@ def _store_inputs(config: Any, data: Any, redactor: Redactor) -> Any:
 def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = None) -> bool:
     """Run one attempt, then (hand-off fast path) up to ``inline_budget`` successors in this thread.
 
-    Returns whether the first call held the claim.
+    Each successor is claimed in the transaction that records its
+    predecessor's result (``services.node_complete_and_claim``): one
+    transaction per hand-off. Returns whether the first call held the claim.
     """
-    from executions.dispatch import InlineSlot, send_many
-
     budget = settings.ZYRA_INLINE_HANDOFFS if inline_budget is None else inline_budget
-    first = True
-    claimed_first = False
-    while True:
-        claim = _db_retry("claim", partial(services.node_claim, node_run_id=node_run_id, attempt=attempt))
-        if claim is None:
-            return claimed_first if not first else False
-        if first:
-            claimed_first = True
-        first = False
+    claim = _db_retry("claim", partial(services.node_claim, node_run_id=node_run_id, attempt=attempt))
+    if claim is None:
+        return False
+    while claim is not None:
+        nr = claim.node_run
+        node_run_id, attempt = nr.id, nr.attempt
         heartbeat.track(node_run_id, claim.timeout_s, attempt)
         try:
             result = _attempt(claim)
             evaluate = edge_condition_evaluator(claim.run)
-            with InlineSlot(claim.node_run.queue) as slot:
-                if budget <= 0:
-                    slot.item = None
-                    slot.queue = ""  # nothing is kept inline
-                # The lease stays renewed until the result is recorded (or given up on).
-                _db_retry(
-                    "complete", partial(services.node_complete, node_run_id=node_run_id, attempt=attempt, result=result, evaluate=evaluate)
-                )
+            # The lease stays renewed until the result is recorded (or given up on).
+            _, claim = _db_retry(
+                "complete",
+                partial(
+                    services.node_complete_and_claim,
+                    node_run_id=node_run_id,
+                    attempt=attempt,
+                    result=result,
+                    evaluate=evaluate,
+                    claim_queue=nr.queue if budget > 0 else None,
+                ),
+            )
         finally:
             heartbeat.untrack(node_run_id, attempt)
-        if slot.item is None:
-            return True
         budget -= 1
-        node_run_id, attempt = slot.item[0], slot.item[1]
-        if budget < 0:  # pragma: no cover - guarded above
-            send_many([slot.item])
-            return True
+    return True
 
 
 def _db_retry(op: str, call: Callable[[], T]) -> T:

@@ -440,23 +440,54 @@ def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
             # An early duplicate of a deferred/retry message: its time has not come.
             return None
         graph = graph_for_version(run.version_id)
-        timeout = node_timeout_s(graph, nr.node_id)
         tx = RunTx(run)
-        if nr.status == NodeStatus.DEFERRED and nr.next_attempt_at is not None:
-            pass
-        _set_node_status(nr, NodeStatus.RUNNING)
-        nr.started_at = nr.started_at or now
-        nr.lease_until = now + timedelta(seconds=min(settings.ZYRA_LEASE_S, timeout + settings.ZYRA_LEASE_S))
-        nr.worker = _worker_id()
-        nr.next_attempt_at = None
-        nr.attempts = [
-            *nr.attempts,
-            {"attempt": attempt, "status": "running", "started_at": iso(now), "worker": nr.worker, "resume": run.resumes},
-        ]
-        fastsql.update_rows(NodeRun, [nr], ["status", "started_at", "lease_until", "worker", "next_attempt_at", "attempts"])
-        tx.event("node.started", nr.node_id, _node_event_data(nr))
+        claim = _claim_locked(tx, graph, nr)
+        fastsql.update_rows(NodeRun, [nr], CLAIM_FIELDS)
         tx.flush([])
+    return claim
+
+
+CLAIM_FIELDS = ["status", "started_at", "lease_until", "worker", "next_attempt_at", "attempts"]
+
+
+def _claim_locked(tx: RunTx, graph: Graph, nr: NodeRun) -> Claim:
+    """The claim itself, on a node whose run row this transaction holds locked (the caller saves the row)."""
+    run, now = tx.run, tx.now
+    timeout = node_timeout_s(graph, nr.node_id)
+    _set_node_status(nr, NodeStatus.RUNNING)
+    nr.started_at = nr.started_at or now
+    nr.lease_until = now + timedelta(seconds=min(settings.ZYRA_LEASE_S, timeout + settings.ZYRA_LEASE_S))
+    nr.worker = _worker_id()
+    nr.next_attempt_at = None
+    nr.attempts = [
+        *nr.attempts,
+        {"attempt": nr.attempt, "status": "running", "started_at": iso(now), "worker": nr.worker, "resume": run.resumes},
+    ]
+    tx.event("node.started", nr.node_id, _node_event_data(nr))
     return Claim(node_run=nr, run=run, graph=graph, timeout_s=timeout)
+
+
+def _claim_next_inline(tx: RunTx, graph: Graph, queue: str) -> Claim | None:
+    """Hand-off fast path: claim, in the completing transaction, one successor that became ready now.
+
+    The successor was just queued by this transaction (its row is among the
+    dirty ones); instead of a message it is marked running for this worker,
+    with a lease, in the same commit. A crash after the commit leaves a
+    running node whose lease expires: the sweeper recovers it like any
+    attempt lost with its worker.
+    """
+    if tx.run.status != RunStatus.RUNNING:
+        return None
+    for i, (nid, _attempt, item_queue, countdown, _prio) in enumerate(tx.dispatch):
+        if countdown > 0 or item_queue != queue:
+            continue
+        nr = tx.dirty.get(nid)
+        if nr is None or nr.status != NodeStatus.QUEUED:
+            continue
+        del tx.dispatch[i]
+        nr.run = tx.run
+        return _claim_locked(tx, graph, nr)
+    return None
 
 
 # --------------------------------------------------------------------------- completion
@@ -477,10 +508,21 @@ class Result:
 
 def node_complete(*, node_run_id: int, attempt: int, result: Result, evaluate: Any = None) -> bool:
     """Record the result of the attempt that holds the claim. A late or duplicate result is discarded."""
+    return node_complete_and_claim(node_run_id=node_run_id, attempt=attempt, result=result, evaluate=evaluate)[0]
+
+
+def node_complete_and_claim(
+    *, node_run_id: int, attempt: int, result: Result, evaluate: Any = None, claim_queue: str | None = None
+) -> tuple[bool, Claim | None]:
+    """``node_complete``; with ``claim_queue``, also claim one successor on that queue that became ready.
+
+    Returns (whether the result was recorded, the successor's claim or None).
+    One transaction per hand-off instead of two (complete, then claim).
+    """
     with transaction.atomic():
         nr = _lock_node(node_run_id)
         if nr is None:
-            return False
+            return False, None
         run = nr.run
         run_id = run.id
         if nr.status != NodeStatus.RUNNING or nr.attempt != attempt:
@@ -488,9 +530,9 @@ def node_complete(*, node_run_id: int, attempt: int, result: Result, evaluate: A
                 "executions.late_result_discarded",
                 extra={"run_id": str(run_id), "node_run_id": node_run_id, "attempt": attempt, "current": getattr(nr, "attempt", None)},
             )
-            return False
+            return False, None
         if run.status != RunStatus.RUNNING:
-            return False
+            return False, None
         graph = graph_for_version(run.version_id)
         tx = RunTx(run)
         now = tx.now
@@ -530,8 +572,9 @@ def node_complete(*, node_run_id: int, attempt: int, result: Result, evaluate: A
         else:
             changed += _handle_error(tx, graph, nr, result, evaluate)
         tx.touch(*changed)
+        claim = _claim_next_inline(tx, graph, claim_queue) if claim_queue else None
         tx.flush(RUN_FIELDS)
-    return True
+    return True, claim
 
 
 def _close_attempt(nr: NodeRun, now: Any, result: Result) -> None:
