@@ -1,4 +1,4 @@
-"""Webhook intake under load: signed deliveries at a fixed rate against a live daphne.
+"""Webhook intake under load: signed deliveries at a fixed rate against a live ASGI server.
 
 Open loop: delivery i is sent at t0 + i/rate whatever happened to the earlier
 ones (a closed loop would hide queueing). Each delivery is signed with the
@@ -6,7 +6,7 @@ Standard Webhooks reference library and carries a unique webhook-id. Afterwards
 the database is checked: every accepted delivery made exactly one run, and no
 delivery was lost.
 
-    .venv/bin/python bench/bench_webhooks.py [--rate 200] [--seconds 10] [--workers 0]
+    .venv/bin/python bench/bench_webhooks.py [--rate 200] [--seconds 10] [--workers 0] [--server uvicorn|daphne] [--web 2]
 
 Uses its own database (ZYRA_BENCH_DB, default zyra_bench_webhooks) and Redis db
 (ZYRA_BENCH_REDIS_DB, default 11). ``--workers N`` also runs N Celery worker
@@ -25,9 +25,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +52,23 @@ def _listen() -> socket.socket:
     return sock
 
 
-def _start_daphne(sock: socket.socket, n: int) -> list[subprocess.Popen[bytes]]:
-    """``n`` daphne processes accepting on one shared listening socket (the kernel spreads connections)."""
+def _server_argv(server: str, fd: int) -> list[str]:
+    if server == "uvicorn":
+        # httptools + uvloop (uvicorn[standard]); access log off as in production behind a proxy.
+        return [sys.executable, "-m", "uvicorn", "--fd", str(fd), "--http", "httptools", "--loop", "uvloop", "--no-access-log"]
+    return [sys.executable, "-m", "daphne", "--fd", str(fd)]
+
+
+def _start_servers(sock: socket.socket, n: int, server: str, env_extra: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    """``n`` server processes accepting on one shared listening socket (the kernel spreads connections)."""
     port = sock.getsockname()[1]
     procs = []
-    env = bench_env()
+    env = bench_env(env_extra)
     for i in range(n):
-        log = open(ROOT / "artifacts" / "bench" / f"daphne-webhooks-{i}.log", "ab")  # noqa: SIM115 - lives with the process
+        log = open(ROOT / "artifacts" / "bench" / f"{server}-webhooks-{i}.log", "ab")  # noqa: SIM115 - lives with the process
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), "zyra.asgi:application"],
+                [*_server_argv(server, sock.fileno()), "zyra.asgi:application"],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -71,7 +80,7 @@ def _start_daphne(sock: socket.socket, n: int) -> list[subprocess.Popen[bytes]]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
-            raise SystemExit("daphne exited; see artifacts/bench/daphne-webhooks-*.log")
+            raise SystemExit(f"{server} exited; see artifacts/bench/{server}-webhooks-*.log")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):  # noqa: S310 - loopback
                 time.sleep(1.0 if n > 1 else 0)  # let the other processes finish starting too
@@ -80,7 +89,7 @@ def _start_daphne(sock: socket.socket, n: int) -> list[subprocess.Popen[bytes]]:
             time.sleep(0.1)
     for p in procs:
         p.kill()
-    raise SystemExit("daphne did not start")
+    raise SystemExit(f"{server} did not start")
 
 
 def _cpu_s(pids: list[int]) -> float:
@@ -108,25 +117,87 @@ def _make_endpoint() -> Any:
     return endpoint
 
 
-def _sign(msg_id: str, body: bytes) -> dict[str, str]:
+@lru_cache(maxsize=1)
+def _signer() -> Any:
     from standardwebhooks.webhooks import Webhook
 
+    return Webhook(SECRET)
+
+
+def _sign(msg_id: str, body: bytes) -> dict[str, str]:
     now = datetime.now(tz=UTC)
     return {
         "content-type": "application/json",
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(SECRET).sign(msg_id=msg_id, timestamp=now, data=body.decode()),
+        "webhook-signature": _signer().sign(msg_id=msg_id, timestamp=now, data=body.decode()),
     }
 
 
-async def _load(url: str, rate: float, seconds: float, prefix: str) -> list[dict[str, Any]]:
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client (Content-Length bodies only) for the load.
+
+    httpx spends several ms of CPU per request, more than the server under test,
+    on a box whose two cores the client shares with the server. This one does
+    the least a client can: one request line, headers, the body, then the
+    status line, headers and Content-Length bytes of the answer. Any transport
+    error is that delivery's failure (status 0), never retried.
+    """
+
+    def __init__(self, host: str, port: int, max_connections: int = 256) -> None:
+        self.host, self.port = host, port
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.slots = asyncio.Semaphore(max_connections)
+
+    async def post(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        async with self.slots:
+            conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+            reader, writer = conn
+            try:
+                head = f"POST {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\ncontent-length: {len(body)}\r\n"
+                head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+                writer.write(head.encode("latin1") + body)
+                status_line = await reader.readline()
+                status = int(status_line.split(b" ", 2)[1])
+                length, close = 0, False
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    name = name.strip().lower()
+                    if name == b"content-length":
+                        length = int(value)
+                    elif name == b"connection" and value.strip().lower() == b"close":
+                        close = True
+                content = await reader.readexactly(length)
+            except BaseException:
+                writer.close()
+                raise
+            if close:
+                writer.close()
+            else:
+                self.idle.append(conn)
+            return status, content
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+async def _load(url: str, rate: float, seconds: float, prefix: str, client_kind: str = "raw") -> list[dict[str, Any]]:
     import httpx
 
+    parsed = urllib.parse.urlsplit(url)
     total = int(rate * seconds)
     results: list[dict[str, Any]] = []
+    raw = RawClient(parsed.hostname or "127.0.0.1", parsed.port or 80)
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
+
+        async def post(body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+            if client_kind == "httpx":
+                resp = await client.post(url, content=body, headers=headers)
+                return resp.status_code, resp.json() if resp.status_code == 202 else resp.text[:200]
+            status, content = await asyncio.wait_for(raw.post(parsed.path, headers, body), timeout=60.0)
+            return status, json.loads(content) if status == 202 else content[:200].decode(errors="replace")
 
         async def one(i: int, at: float) -> None:
             delay = at - time.perf_counter()
@@ -137,9 +208,8 @@ async def _load(url: str, rate: float, seconds: float, prefix: str) -> list[dict
             headers = _sign(msg_id, body)
             started = time.perf_counter()
             try:
-                resp = await client.post(url, content=body, headers=headers)
-                status, payload = resp.status_code, resp.json() if resp.status_code == 202 else resp.text[:200]
-            except httpx.HTTPError as exc:
+                status, payload = await post(body, headers)
+            except (httpx.HTTPError, OSError, ValueError, IndexError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 status, payload = 0, repr(exc)
             results.append(
                 {
@@ -154,7 +224,17 @@ async def _load(url: str, rate: float, seconds: float, prefix: str) -> list[dict
 
         t0 = time.perf_counter() + 0.2
         await asyncio.gather(*(one(i, t0 + i / rate) for i in range(total)))
+    raw.close()
     return results
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 def main() -> None:
@@ -162,7 +242,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=0, help="Celery worker processes executing the runs (default none)")
-    parser.add_argument("--web", type=int, default=2, help="daphne processes sharing the listening socket (default 2)")
+    parser.add_argument("--web", type=int, default=2, help="server processes sharing the listening socket (default 2)")
+    parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn", help="ASGI server (default uvicorn)")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load client (default: a minimal HTTP/1.1 client)")
+    parser.add_argument(
+        "--django-path", action="store_true", help="serve deliveries through Django's request cycle (ZYRA_WEBHOOK_FAST_PATH=false)"
+    )
     args = parser.parse_args()
 
     (ROOT / "artifacts" / "bench").mkdir(parents=True, exist_ok=True)
@@ -175,18 +260,21 @@ def main() -> None:
     if args.workers:
         workers.start(n=args.workers)
     sock = _listen()
-    daphnes = _start_daphne(sock, args.web)
+    env_extra = {"ZYRA_WEBHOOK_FAST_PATH": "false"} if args.django_path else {}
+    servers = _start_servers(sock, args.web, args.server, env_extra)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}{endpoint.path}"
     try:
-        asyncio.run(_load(url, rate=10, seconds=1, prefix="warmup"))  # first requests load code and connections
+        _run(_load(url, rate=10, seconds=1, prefix="warmup", client_kind=args.client))  # first requests load code and connections
         prefix = f"d{uuid.uuid4().hex[:8]}"
-        cpu_before = _cpu_s([p.pid for p in daphnes])
-        results = asyncio.run(_load(url, rate=args.rate, seconds=args.seconds, prefix=prefix))
-        server_cpu = _cpu_s([p.pid for p in daphnes]) - cpu_before
+        cpu_before = _cpu_s([p.pid for p in servers])
+        client_before = time.process_time()
+        results = _run(_load(url, rate=args.rate, seconds=args.seconds, prefix=prefix, client_kind=args.client))
+        client_cpu = time.process_time() - client_before
+        server_cpu = _cpu_s([p.pid for p in servers]) - cpu_before
     finally:
-        for proc in daphnes:
+        for proc in servers:
             proc.terminate()
-        for proc in daphnes:
+        for proc in servers:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -219,7 +307,9 @@ def main() -> None:
     load = os.getloadavg()
 
     table(
-        f"Webhook intake: {args.rate:g}/s for {args.seconds:g} s, {args.web} daphne process(es) on loopback",
+        f"Webhook intake: {args.rate:g}/s for {args.seconds:g} s, {args.web} {args.server} process(es) on loopback"
+        + (" (Django request cycle)" if args.django_path else "")
+        + f", {args.client} client",
         [
             ("sent", str(sent)),
             ("accepted (202)", str(len(accepted))),
@@ -229,6 +319,7 @@ def main() -> None:
             ("runs in db / deliveries", f"{runs_in_db} / {deliveries}"),
             ("duplicate or missing runs", f"{duplicates} / {missing_runs}"),
             ("server CPU ms per delivery", f"{server_cpu * 1000 / max(1, sent):.1f}"),
+            ("load client CPU ms per delivery", f"{client_cpu * 1000 / max(1, sent):.1f}"),
             ("target rate met (>= 95%)", "yes" if rate_met else "NO"),
             ("load average 1/5/15 min", " / ".join(f"{x:.1f}" for x in load)),
         ],
@@ -239,6 +330,9 @@ def main() -> None:
             {
                 "bench": "webhooks",
                 "rate": args.rate,
+                "server": args.server,
+                "client": args.client,
+                "fast_path": not args.django_path,
                 "web_processes": args.web,
                 "seconds": args.seconds,
                 "sent": sent,
@@ -257,6 +351,7 @@ def main() -> None:
                 "correct": correct,
                 "rate_met": rate_met,
                 "server_cpu_ms_per_delivery": round(server_cpu * 1000 / max(1, sent), 2),
+                "client_cpu_ms_per_delivery": round(client_cpu * 1000 / max(1, sent), 2),
                 "loadavg_1m": round(load[0], 2),
                 "ok": correct and rate_met,
             }

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets as pysecrets
 import time
 import uuid
@@ -20,20 +21,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from secrets_vault.keyring import get_keyring
 from secrets_vault.models import Secret
 from secrets_vault.services import secret_create, secret_value_for
 from triggers import ratelimit, signatures
 from triggers.models import Schedule, SigningScheme, WebhookDelivery, WebhookEndpoint
+from triggers.selectors import DeliveryTarget, SigningRow, webhook_delivery_target
 from workflows.node_types.schedule import next_fire_time, schedule_config_errors
 from zyra.errors import ErrorDetail, NotFound, ZyraError
 from zyra.parsers import _check_body as check_body
 from zyra.redaction import global_redactor
 
 log = logging.getLogger("triggers.services")
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")  # token_urlsafe alphabet; anything else never reaches the DB
 
 SCHEME_ALIASES = {
     "standard_webhooks": SigningScheme.STANDARD_WEBHOOKS,
@@ -207,19 +211,39 @@ class Rejected(Exception):
         super().__init__(self.message)
 
 
-def _signing_values(endpoint: WebhookEndpoint) -> list[str]:
-    owner_id = endpoint.workflow.owner_id
-    rows = list(endpoint.signing_secrets.all())
-    if endpoint.secret_names:
-        rows += list(Secret.objects.filter(owner_id=owner_id, name__in=endpoint.secret_names))
+# Decrypted signing secrets, keyed by the whole stored row (id, owner, name,
+# ciphertext, nonce, wrapped key, key id): a changed value, a rename or a
+# re-wrap under another master key is a different key, and the rows themselves
+# are read on every delivery, so a removed or rotated secret counts at once.
+# Only the AES-GCM decryption (and key unwrapping) is skipped. The values are
+# already in this process's memory through the redactor, which registers every
+# secret it has seen.
+# The key ring's identity is part of the key too: a process never changes its
+# ring, but tests do, and a value must never outlive the key that opened it.
+_SIGNING_CACHE_MAX = 1024
+_signing_cache: dict[tuple[int, SigningRow], str] = {}
+
+
+def _signing_values(target: DeliveryTarget) -> list[str]:
     values = []
-    seen: set[int] = set()
     redactor = global_redactor()
-    for row in rows:
-        if row.pk in seen:
-            continue
-        seen.add(row.pk)
-        value = secret_value_for(secret=row)
+    ring = id(get_keyring())
+    for row in target.secrets:
+        value = _signing_cache.get((ring, row))
+        if value is None:
+            secret = Secret(
+                id=row.id,
+                owner_id=row.owner_id,
+                name=row.name,
+                ciphertext=row.ciphertext,
+                nonce=row.nonce,
+                wrapped_key=row.wrapped_key,
+                key_id=row.key_id,
+            )
+            value = secret_value_for(secret=secret)
+            if len(_signing_cache) >= _SIGNING_CACHE_MAX:
+                _signing_cache.clear()
+            _signing_cache[(ring, row)] = value
         redactor.register(row.name, value)  # never in a log line
         values.append(value)
     return values
@@ -257,7 +281,8 @@ def parse_json_body(content_type: str, body: bytes) -> dict[str, Any]:
     return payload
 
 
-def _verify(endpoint: WebhookEndpoint, headers: Any, body: bytes) -> str | None:
+def _verify(target: DeliveryTarget, headers: Any, body: bytes) -> str | None:
+    endpoint = target.endpoint
     scheme = endpoint.signing_scheme
     if scheme == SigningScheme.UNSIGNED:
         # Explicitly unsigned: an id the sender supplies still deduplicates.
@@ -271,7 +296,7 @@ def _verify(endpoint: WebhookEndpoint, headers: Any, body: bytes) -> str | None:
                     )
                 return value
         return None
-    values = _signing_values(endpoint)
+    values = _signing_values(target)
     try:
         if scheme == SigningScheme.GITHUB:
             return signatures.verify_github(headers=headers, body=body, secrets=values)
@@ -299,8 +324,71 @@ def webhook_check_rate(*, endpoint: WebhookEndpoint) -> None:
         )
 
 
-def webhook_deliver(*, endpoint: WebhookEndpoint, headers: Any, content_type: str, body: bytes) -> Any:
-    """Verify, parse and start exactly one run for a delivery; raise Rejected otherwise.
+def _too_large(cap: int) -> Rejected:
+    return Rejected(413, "body_too_large", f"the body is over this endpoint's cap of {cap} bytes")
+
+
+def webhook_target(*, token: str) -> DeliveryTarget | None:
+    """The active endpoint behind a token; a malformed token never reaches the database."""
+    return webhook_delivery_target(token=token) if TOKEN_RE.match(token) else None
+
+
+def webhook_admit(*, target: DeliveryTarget, content_length: str | None) -> None:
+    """The checks made before the body is read, after the token: declared size (400/413), rate (429).
+
+    The caller then reads at most ``endpoint.max_body_bytes + 1`` bytes and
+    calls ``webhook_receive``.
+    """
+    cap = target.endpoint.max_body_bytes
+    try:
+        declared = int(content_length or 0)
+    except ValueError:
+        raise Rejected(400, "invalid_content_length", "Content-Length is not a number") from None
+    if declared > cap:
+        raise _too_large(cap)
+    webhook_check_rate(endpoint=target.endpoint)
+
+
+def webhook_receive(*, target: DeliveryTarget, headers: Any, content_type: str, body: bytes) -> uuid.UUID:
+    """The checks on the body (size 413, signature 401, media type 415, JSON 400, replay 409), then the run.
+
+    Returns the new run's id; raises Rejected otherwise. ``headers`` must be
+    case-insensitive.
+    """
+    cap = target.endpoint.max_body_bytes
+    if len(body) > cap:
+        raise _too_large(cap)
+    return webhook_deliver(target=target, headers=headers, content_type=content_type, body=body)
+
+
+def _delivery_claim(endpoint: WebhookEndpoint, stored_id: str) -> int:
+    """Insert the delivery row inside the caller's transaction; Rejected (409) when the id was already taken.
+
+    A concurrent identical delivery waits on the unique index until the first
+    transaction ends, then finds the id taken (or takes it, if that one rolled back).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(_CLAIM_SQL, [endpoint.pk, stored_id, timezone.now()])
+            row = cur.fetchone()
+        if row is None:
+            raise Rejected(409, "replayed_delivery", "this delivery id was already received", "/headers/webhook-id")
+        return int(row[0])
+    try:
+        with transaction.atomic():
+            return int(WebhookDelivery.objects.create(endpoint=endpoint, delivery_id=stored_id).pk)
+    except IntegrityError:
+        raise Rejected(409, "replayed_delivery", "this delivery id was already received", "/headers/webhook-id") from None
+
+
+_CLAIM_SQL = f"""
+    INSERT INTO "{WebhookDelivery._meta.db_table}" (endpoint_id, delivery_id, received_at) VALUES (%s, %s, %s)
+    ON CONFLICT (endpoint_id, delivery_id) DO NOTHING RETURNING id
+"""
+
+
+def webhook_deliver(*, target: DeliveryTarget, headers: Any, content_type: str, body: bytes) -> uuid.UUID:
+    """Verify, parse and start exactly one run for a delivery; raise Rejected otherwise. Returns the run id.
 
     The delivery row (unique per endpoint and delivery id) and the run are
     created in one transaction: a concurrent duplicate waits on the unique
@@ -309,18 +397,15 @@ def webhook_deliver(*, endpoint: WebhookEndpoint, headers: Any, content_type: st
     """
     from executions.services import run_start
 
-    delivery_id = _verify(endpoint, headers, body)
+    endpoint = target.endpoint
+    delivery_id = _verify(target, headers, body)
     payload = parse_json_body(content_type, body)
     if delivery_id is None:
         delivery_id = "unsigned:" + uuid.uuid4().hex
     stored_id, idem_key = _delivery_key(endpoint, delivery_id)
     try:
         with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    delivery = WebhookDelivery.objects.create(endpoint=endpoint, delivery_id=stored_id)
-            except IntegrityError:
-                raise Rejected(409, "replayed_delivery", "this delivery id was already received", "/headers/webhook-id") from None
+            delivery_pk = _delivery_claim(endpoint, stored_id)
             run = run_start(
                 workflow=endpoint.workflow,
                 inputs=payload,
@@ -329,13 +414,19 @@ def webhook_deliver(*, endpoint: WebhookEndpoint, headers: Any, content_type: st
                 idempotency_key=idem_key,
                 priority=5,
             )
-            delivery.run_id = run.pk
-            delivery.save(update_fields=["run_id"])
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cur:
+                    cur.execute(_SET_RUN_SQL, [run.pk, delivery_pk])
+            else:
+                WebhookDelivery.objects.filter(pk=delivery_pk).update(run_id=run.pk)
     except ZyraError as exc:
         path = exc.details[0].path if exc.details else ""
         raise Rejected(exc.status, exc.code, exc.message, path) from None
     log.info("triggers.webhook_accepted endpoint_id=%s run_id=%s", endpoint.pk, run.pk)
-    return run
+    return run.pk
+
+
+_SET_RUN_SQL = f'UPDATE "{WebhookDelivery._meta.db_table}" SET run_id = %s WHERE id = %s'
 
 
 def webhook_deliveries_prune(*, now: datetime | None = None) -> int:

@@ -12,7 +12,7 @@ with a loud warning, so a first run needs no configuration. Any deployment with
 
 from __future__ import annotations
 
-from zyra.env import env_int, env_str
+from zyra.env import env_bool, env_int, env_str
 from zyra.settings.base import VAR_DIR
 
 ZYRA_MASTER_KEYS = env_str("ZYRA_MASTER_KEYS", "")
@@ -33,5 +33,8 @@ ZYRA_WEBHOOK_DEFAULT_RATE_PER_S = env_int("ZYRA_WEBHOOK_DEFAULT_RATE_PER_S", 50)
 # the rest wait up to ZYRA_WEBHOOK_QUEUE_TIMEOUT_S, then get 503 + Retry-After.
 ZYRA_WEBHOOK_CONCURRENCY = env_int("ZYRA_WEBHOOK_CONCURRENCY", 8)
 ZYRA_WEBHOOK_QUEUE_TIMEOUT_S = env_int("ZYRA_WEBHOOK_QUEUE_TIMEOUT_S", 30)
+# Under ASGI, answer POST /hooks/{token}/ before Django's request cycle
+# (triggers/asgi.py): same checks and answers, a fraction of the CPU.
+ZYRA_WEBHOOK_FAST_PATH = env_bool("ZYRA_WEBHOOK_FAST_PATH", True)
 # Schedules: the most missed ticks one schedule with catch_up=true replays.
 ZYRA_SCHEDULE_MAX_CATCH_UP = env_int("ZYRA_SCHEDULE_MAX_CATCH_UP", 100)
