@@ -115,6 +115,23 @@ def _target_sql() -> tuple[str, list[tuple[type[models.Model], list[models.Field
     return sql, [(model, fields) for model, fields, _ in parts]
 
 
+def prepared(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Run one statement on PostgreSQL as a server-side prepared statement of this connection.
+
+    Django binds parameters on the client, so PostgreSQL parses and plans every
+    statement again; the delivery lookup's plan alone costs more than running
+    it. Same connection, transaction, health check and error handling as
+    ``connection.cursor()``.
+    """
+    import psycopg
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+        cur.execute(sql, params, prepare=True)
+        return cur.fetchall() if cur.description is not None else []
+
+
 def _instance(model: type[models.Model], fields: list[models.Field[Any, Any]], values: Any) -> models.Model:
     converted = []
     for f, value in zip(fields, values, strict=True):
@@ -131,11 +148,10 @@ def webhook_delivery_target(*, token: str) -> DeliveryTarget | None:
     if connection.vendor != "postgresql":
         return _delivery_target_orm(token)
     sql, parts = _target_sql()
-    with connection.cursor() as cur:
-        cur.execute(sql, [token])
-        row = cur.fetchone()
-    if row is None:
+    rows = prepared(sql, [token])
+    if not rows:
         return None
+    row = rows[0]
     instances = []
     at = 0
     for model, fields in parts:
