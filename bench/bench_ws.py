@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -68,15 +69,35 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_server(port: int, server: str) -> subprocess.Popen[bytes]:
+_PROFILED = """
+import cProfile, runpy, signal, sys
+out = sys.argv.pop(1)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+module = sys.argv[2]  # argv: -c -m <module> <args>
+sys.argv = [module, *sys.argv[3:]]
+prof = cProfile.Profile()
+try:
+    prof.runcall(runpy.run_module, module, run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    prof.dump_stats(out)
+"""
+
+
+def _start_server(port: int, server: str, profile: str = "") -> subprocess.Popen[bytes]:
     env = bench_env({"ZYRA_WS_HEARTBEAT_S": "60"})
+    python = [sys.executable]
+    if profile:
+        # uvicorn re-raises SIGTERM after its graceful shutdown: make that an exit cProfile sees.
+        python += ["-c", _PROFILED, profile]
     if server == "uvicorn":
         import importlib.util
 
         if importlib.util.find_spec("uvicorn") is None:
             raise SystemExit("--server uvicorn needs uvicorn installed (pip install uvicorn)")
         cmd = [
-            sys.executable,
+            *python,
             "-m",
             "uvicorn",
             "--host",
@@ -85,10 +106,12 @@ def _start_server(port: int, server: str) -> subprocess.Popen[bytes]:
             str(port),
             "--log-level",
             "warning",
+            "--ws-per-message-deflate",
+            os.environ.get("ZYRA_BENCH_WS_DEFLATE", "false"),
             "zyra.asgi:application",
         ]
     else:
-        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "zyra.asgi:application"]
+        cmd = [*python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "zyra.asgi:application"]
     # The server's log goes to a file: a pipe nobody reads would fill up and stall it.
     log_path = ROOT / "artifacts" / "logs" / f"bench_ws_{server}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,46 +199,50 @@ TERMINAL = {"run.succeeded", "run.partially_succeeded", "run.failed", "run.cance
 
 async def _client(
     url: str, origin: str, args: argparse.Namespace, ready: asyncio.Event, counter: list[int]
-) -> tuple[list[int], list[float]]:
-    """One subscriber: (seqs received, delays of the events received live)."""
+) -> tuple[list[int], list[float], int]:
+    """One subscriber: (seqs received, delays of the events received live, live frames carrying events)."""
     from websockets.asyncio.client import connect
 
     seqs: list[int] = []
     delays: list[float] = []
+    frames = 0
     live = False
     async with connect(url, origin=cast(Any, origin), open_timeout=60, max_size=2**24) as ws:
-        deadline = time.monotonic() + args.timeout
-        while True:
-            try:
-                raw = await asyncio.wait_for(ws.recv(), timeout=max(0.01, deadline - time.monotonic()))
-            except TimeoutError:
-                break
-            now = time.time()
-            msg = json.loads(raw)
-            if msg.get("type") == "replay.done":
-                live = True
-                counter[0] += 1
-                if counter[0] == args.clients:
-                    ready.set()
-                continue
-            if "seq" not in msg:
-                continue
-            seqs.append(msg["seq"])
-            if live:
-                delays.append(now - _ts(msg["ts"]))
-            if msg["type"] in TERMINAL if args.engine else msg["seq"] >= args.events:
-                break
-    return seqs, delays
+        # One timeout around the loop, not wait_for per frame: that wraps every recv in a
+        # task, client CPU taken from the server on this shared machine.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(args.timeout):
+                async for raw in ws:
+                    now = time.time()
+                    msg = json.loads(raw)
+                    if msg.get("type") == "replay.done":
+                        live = True
+                        counter[0] += 1
+                        if counter[0] == args.clients:
+                            ready.set()
+                        continue
+                    events = msg["events"] if msg.get("type") == "batch" else [msg] if "seq" in msg else []
+                    done = False
+                    frames += bool(events and live)
+                    for event in events:
+                        seqs.append(event["seq"])
+                        if live:
+                            delays.append(now - _ts(event["ts"]))
+                        done = done or (event["type"] in TERMINAL if args.engine else event["seq"] >= args.events)
+                    if done:
+                        break
+    return seqs, delays, frames
 
 
 async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: str, token: str) -> dict[str, Any]:
-    url = f"{ws_base}/ws/runs/{run_id}/?token={token}&stay_open=1"
+    url = f"{ws_base}/ws/runs/{run_id}/?token={token}&stay_open=1" + ("&batch=1" if args.batch else "")
     ready = asyncio.Event()
     counter = [0]
     tasks = [asyncio.ensure_future(_client(url, origin, args, ready, counter)) for _ in range(args.clients)]
     await asyncio.wait_for(ready.wait(), timeout=120)
     connected_at = time.time()
     cpu_before = _cpu_s(args.server_pid)
+    client_cpu_before = time.process_time()
     producer = None
     if not args.engine:
         producer = await asyncio.create_subprocess_exec(
@@ -223,6 +250,7 @@ async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: st
         )
     results = await asyncio.gather(*tasks)
     cpu_after = _cpu_s(args.server_pid)
+    client_cpu = time.process_time() - client_cpu_before
     if producer is not None:
         await producer.wait()
     expected = args.events
@@ -235,8 +263,9 @@ async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: st
         expected = run.event_seq
         if run.started_at and connected_at > run.started_at.timestamp() + args.delay:
             print("warning: the clients connected after the delay; most events were replayed, not live", file=sys.stderr)
-    all_delays = sorted(d for _, delays in results for d in delays)
-    complete = sum(1 for seqs, _ in results if seqs == list(range(1, expected + 1)))
+    all_delays = sorted(d for _, delays, _ in results for d in delays)
+    complete = sum(1 for seqs, _, _ in results if seqs == list(range(1, expected + 1)))
+    live_frames = sum(frames for _, _, frames in results)
 
     def pct(p: float) -> float:
         if not all_delays:
@@ -247,11 +276,13 @@ async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: st
         "bench": "ws_fanout_engine" if args.engine else "ws_fanout",
         "server": "external" if args.url else args.server,
         "clients": args.clients,
+        "batch": args.batch,
         "events": expected,
         "interval_s": None if args.engine else args.interval,
         "clients_complete": complete,
         "all_received": complete == args.clients,
         "live_deliveries": len(all_delays),
+        "live_frames": live_frames,
         "p50_ms": round(pct(0.50), 2),
         "p95_ms": round(pct(0.95), 2),
         "max_ms": round(all_delays[-1] * 1000, 2) if all_delays else None,
@@ -263,6 +294,7 @@ async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: st
             if cpu_after is not None and cpu_before is not None and all_delays
             else None
         ),
+        "client_cpu_s": round(client_cpu, 2),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
 
@@ -277,7 +309,11 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=6.0, help="--engine: DELAY before the fan-out (clients connect meanwhile)")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne", help="ASGI server to start")
+    parser.add_argument(
+        "--batch", action=argparse.BooleanOptionalAction, default=True, help="subscribe with ?batch=1 (events together in one frame)"
+    )
     parser.add_argument("--url", default="", help="use a running server (http://host:port) instead of starting daphne")
+    parser.add_argument("--profile", default="", metavar="FILE", help="run the server under cProfile, stats to FILE (slower)")
     parser.add_argument("--produce", nargs=3, metavar=("RUN_ID", "COUNT", "INTERVAL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.produce:
@@ -293,7 +329,7 @@ def main() -> None:
             http = args.url.rstrip("/")
         else:
             port = _free_port()
-            procs.append(_start_server(port, args.server))
+            procs.append(_start_server(port, args.server, args.profile))
             args.server_pid = procs[-1].pid
             http = f"http://127.0.0.1:{port}"
         if args.engine:

@@ -3,14 +3,15 @@
 ``ws/runs/<run_id>/?after=<seq>`` replays stored events after ``seq`` and
 then streams live ones, with no gap and no duplicate:
 
-1. join the run's group first, so every event committed from now on is
-   queued for this consumer while it replays (Channels dispatches one message
-   at a time: the queue is the buffer);
+1. join the run's group first (through the process's shared subscription,
+   ``executions.fanout``), so every event broadcast from now on is buffered
+   for this consumer while it replays;
 2. replay ``RunEvent`` rows with ``seq > after`` page by page until a page
    comes back short — events committed during the replay show up in later
    pages;
-3. then the queued live messages are handled: ``seq <= last sent`` is
-   dropped, ``seq == last + 1`` is sent, and a jump (a broadcast overtaken by
+3. then a writer task sends the buffered live events, and later ones as they
+   come (everything buffered meanwhile goes out together): ``seq <= last
+   sent`` is dropped, ``seq == last + 1`` is sent, and a jump (a broadcast overtaken by
    a later one, or dropped by a full in-memory queue) is filled from the
    database, where every lower seq is already committed because seqs are
    allocated under the run's row lock.
@@ -29,9 +30,16 @@ Authentication: the session cookie (AuthMiddlewareStack) or a DRF token as
 first so that refusals carry a close code a browser can read:
 4400 bad request, 4401 unauthenticated, 4403 forbidden, 4404 not found.
 
-Server → client messages: DESIGN §6 event payloads, plus
+Server → client messages: DESIGN §6 event payloads, one per frame, plus
 ``{"type": "replay.done", "last_seq": n}`` once after the replay and
 ``{"type": "heartbeat", "ts": ..., "last_seq": n}`` every heartbeat.
+
+With ``?batch=1`` events go out as ``{"type": "batch", "events": [payload,
+...]}`` frames instead: the events that are ready to send together (a replay
+page, the live events that arrived while the previous frame was written) in
+one frame, still every event exactly once and, on the run stream, in seq
+order. 200 clients of a run then get one frame each per burst instead of one
+per event, which is what keeps a burst's delay low (bench/bench_ws.py).
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
-from executions import broadcast
+from executions import broadcast, fanout
 from executions.engine.states import RUN_TERMINAL
 
 log = logging.getLogger("executions.consumers")
@@ -71,6 +79,11 @@ def heartbeat_s() -> float:
 
 def replay_page() -> int:
     return max(1, int(_setting("ZYRA_WS_REPLAY_PAGE", 500)))
+
+
+# Live events buffered for one client that cannot keep up; past this the
+# buffer is dropped and the run stream re-reads the database instead.
+MAX_BUFFERED = 10_000
 
 
 # ---------------------------------------------------------------------------
@@ -135,29 +148,21 @@ events_page = database_sync_to_async(_events_sync)
 
 
 class _EventStream(AsyncWebsocketConsumer):
-    """Shared plumbing: query parsing, authentication, groups, heartbeat."""
+    """Shared plumbing: query parsing, authentication, groups, live buffer and writer, heartbeat."""
 
     group: str | None = None
     closed: bool = False
+    batch: bool = False
     _ticker: asyncio.Task[None] | None = None
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        if message.get("type") == broadcast.MESSAGE_TYPE:
-            # Channels runs close_old_connections() through sync_to_async before
-            # every handler: one hop through the single thread-sensitive executor
-            # per message per subscriber, which serialised 200 subscribers into
-            # seconds of delay. Live batches touch the database only to fill a
-            # gap, through database_sync_to_async, which manages connections.
-            await self.run_events(message)
-            return
-        await super().dispatch(message)
-
-    async def run_events(self, message: dict[str, Any]) -> None:
-        raise NotImplementedError
+    _writer: asyncio.Task[None] | None = None
 
     def query(self) -> dict[str, str]:
         raw = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         return {k: v[-1] for k, v in raw.items()}
+
+    @staticmethod
+    def flag(value: str | None) -> bool:
+        return (value or "").lower() in {"1", "true", "yes", "on"}
 
     def _token_from_subprotocols(self) -> str | None:
         protocols = list(self.scope.get("subprotocols") or [])
@@ -167,9 +172,13 @@ class _EventStream(AsyncWebsocketConsumer):
 
     async def _open(self) -> Any | None:
         """Accept, then authenticate; returns the user or None after closing with 4401."""
+        self._buffer: list[dict[str, Any]] = []
+        self._overflow = False
+        self._wake = asyncio.Event()
         broadcast.register_server_loop(asyncio.get_running_loop())
         sub_token = self._token_from_subprotocols()
         await self.accept(subprotocol=TOKEN_SUBPROTOCOL if sub_token else None)
+        self.batch = self.flag(self.query().get("batch"))
         key = self.query().get("token") or sub_token
         user: Any = None
         if key:
@@ -191,11 +200,49 @@ class _EventStream(AsyncWebsocketConsumer):
         if self.closed:
             return
         self.closed = True
+        self._wake.set()  # lets the writer finish
         await self.close(code=code, reason=reason or None)
 
     async def join(self, group: str) -> None:
+        """Subscribe through the process's shared subscription; live events buffer until ``start_writer``."""
         self.group = group
-        await self.channel_layer.group_add(group, self.channel_name)
+        await fanout.hub(self.channel_layer).join(group, self)
+
+    def deliver(self, events: list[dict[str, Any]]) -> None:
+        """Called by the hub for every broadcast to the group (synchronously, in the event loop)."""
+        if self.closed:
+            return
+        if self._overflow:
+            pass
+        elif len(self._buffer) + len(events) > MAX_BUFFERED:
+            self._buffer = []
+            self._overflow = True
+            log.warning("executions.ws_buffer_overflow path=%s", self.scope.get("path"))
+        else:
+            self._buffer.extend(events)
+        self._wake.set()
+
+    def start_writer(self) -> None:
+        self._writer = asyncio.ensure_future(self._write_forever())
+
+    async def _write_forever(self) -> None:
+        while not self.closed:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.closed:
+                return
+            wires, self._buffer = self._buffer, []
+            overflow, self._overflow = self._overflow, False
+            try:
+                await self.forward(wires, overflow)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep the stream; the next batch or tick resyncs
+                log.warning("executions.ws_forward_failed path=%s error=%s", self.scope.get("path"), f"{type(exc).__name__}: {exc}")
+
+    async def forward(self, wires: list[dict[str, Any]], overflow: bool) -> None:
+        """Send buffered live events (``overflow``: some were dropped)."""
+        raise NotImplementedError
 
     async def send_text(self, text: str) -> None:
         if not self.closed:
@@ -225,10 +272,11 @@ class _EventStream(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
-        if self._ticker is not None:
-            self._ticker.cancel()
+        for task in (self._ticker, self._writer):
+            if task is not None:
+                task.cancel()
         if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await fanout.hub(self.channel_layer).leave(self.group, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # The stream is server → client only; a client "ping" text is answered to help proxies.
@@ -237,7 +285,7 @@ class _EventStream(AsyncWebsocketConsumer):
 
 
 class RunEventsConsumer(_EventStream):
-    """``ws/runs/<run_id>/?after=<seq>[&stay_open=1][&token=<key>]``."""
+    """``ws/runs/<run_id>/?after=<seq>[&stay_open=1][&batch=1][&token=<key>]``."""
 
     run_id: str = ""
     workflow_id: str = ""
@@ -258,7 +306,7 @@ class RunEventsConsumer(_EventStream):
         except ValueError:
             await self.refuse(CLOSE_BAD_REQUEST, "after must be a non-negative integer")
             return
-        self.stay_open = query.get("stay_open", "").lower() in {"1", "true", "yes", "on"}
+        self.stay_open = self.flag(query.get("stay_open"))
         self.run_id = str(self.scope["url_route"]["kwargs"]["run_id"])
         code, row = await run_access(self.run_id, user.pk, bool(user.is_staff))
         if code or row is None:
@@ -266,13 +314,14 @@ class RunEventsConsumer(_EventStream):
             return
         self.workflow_id = str(row["workflow_id"])
         self.last_seq = after
-        # Join before reading: whatever commits after the read is queued for us.
+        # Join before reading: whatever commits after the read is buffered for us.
         await self.join(broadcast.run_group(self.run_id))
         async with self._lock:
             await self._catch_up()
             await self.send_control({"type": "replay.done", "last_seq": self.last_seq})
             await self._close_if_finished()
         if not self.closed:
+            self.start_writer()
             self.start_ticker()
 
     async def _catch_up(self, upto: int | None = None) -> None:
@@ -280,22 +329,45 @@ class RunEventsConsumer(_EventStream):
         page = replay_page()
         while not self.closed:
             rows = await events_page(self.run_id, self.workflow_id, self.last_seq, page)
-            for wire in rows:
-                if upto is not None and wire["seq"] > upto:
-                    return
-                await self._emit(wire)
+            if upto is not None:
+                rows = [w for w in rows if w["seq"] <= upto]
+            await self._emit(rows)
             if len(rows) < page:
                 return
 
-    async def _emit(self, wire: dict[str, Any]) -> None:
-        if wire["seq"] <= self.last_seq or self.closed:
+    async def _stored(self, after: int, upto: int) -> list[dict[str, Any]]:
+        """Stored events ``after < seq <= upto`` (all committed: seqs are allocated under the run's lock)."""
+        out: list[dict[str, Any]] = []
+        page = replay_page()
+        while after < upto:
+            rows = [w for w in await events_page(self.run_id, self.workflow_id, after, page) if w["seq"] <= upto]
+            out += rows
+            if len(rows) < page:
+                break
+            after = rows[-1]["seq"]
+        return out
+
+    async def _emit(self, wires: list[dict[str, Any]]) -> None:
+        """Send the events after ``last_seq`` of ``wires`` (in seq order); one frame in batch mode."""
+        ready: list[dict[str, Any]] = []
+        last = self.last_seq
+        for wire in wires:
+            if wire["seq"] > last:
+                ready.append(wire)
+                last = wire["seq"]
+        if not ready or self.closed:
             return
-        await self.send_text(wire["text"])
-        self.last_seq = wire["seq"]
-        if wire["type"] in broadcast.RUN_TERMINAL_EVENTS:
-            self.terminal_sent = True
-        elif wire["type"] == "run.resumed":
-            self.terminal_sent = False
+        if self.batch:
+            await self.send_text(fanout.frame_text(ready))
+        else:
+            for wire in ready:
+                await self.send_text(wire["text"])
+        self.last_seq = last
+        for wire in ready:
+            if wire["type"] in broadcast.RUN_TERMINAL_EVENTS:
+                self.terminal_sent = True
+            elif wire["type"] == "run.resumed":
+                self.terminal_sent = False
 
     async def _close_if_finished(self) -> None:
         if self.stay_open or self.closed:
@@ -308,18 +380,26 @@ class RunEventsConsumer(_EventStream):
         if status in RUN_TERMINAL and self.last_seq >= event_seq:
             await self.shutdown(CLOSE_NORMAL, f"run {status}")
 
-    async def run_events(self, message: dict[str, Any]) -> None:
-        """Live batch from the channel layer (``executions.broadcast``)."""
+    async def forward(self, wires: list[dict[str, Any]], overflow: bool) -> None:
         async with self._lock:
-            for wire in sorted(message.get("events", []), key=lambda w: w["seq"]):
-                if wire.get("run_id") != self.run_id or wire["seq"] <= self.last_seq:
+            if overflow:
+                await self._catch_up()
+            ordered = [w for w in wires if w.get("run_id") == self.run_id]
+            ordered.sort(key=lambda w: w["seq"])  # linear when already in order, the usual case
+            out: list[dict[str, Any]] = []
+            last = self.last_seq
+            for wire in ordered:
+                seq = wire["seq"]
+                if seq <= last:
                     continue
-                if wire["seq"] > self.last_seq + 1:
-                    # Missing seqs are committed (allocated under the run lock): read them.
-                    await self._catch_up(upto=wire["seq"] - 1)
-                await self._emit(wire)
+                if seq > last + 1:
+                    # A broadcast overtaken by a later one, or lost: the missing seqs are committed.
+                    out += await self._stored(last, seq - 1)
+                out.append(wire)
+                last = seq
+            await self._emit(out)
             if self.terminal_sent and not self.stay_open:
-                # Events of the terminal transaction may follow in the same or a later batch.
+                # Events of the terminal transaction may follow in the same or a later broadcast.
                 await self._catch_up()
                 await self._close_if_finished()
 
@@ -331,7 +411,7 @@ class RunEventsConsumer(_EventStream):
 
 
 class WorkflowEventsConsumer(_EventStream):
-    """``ws/workflows/<workflow_id>/``: live events of every run of the workflow.
+    """``ws/workflows/<workflow_id>/[?batch=1]``: live events of every run of the workflow.
 
     Live only, in arrival order: broadcasts from different workers may arrive
     out of seq order, so repeats are recognised by the seqs seen per run, not
@@ -352,10 +432,14 @@ class WorkflowEventsConsumer(_EventStream):
             return
         await self.join(broadcast.workflow_group(workflow_id))
         await self.send_control({"type": "replay.done", "last_seq": None})
+        self.start_writer()
         self.start_ticker()
 
-    async def run_events(self, message: dict[str, Any]) -> None:
-        for wire in message.get("events", []):
+    async def forward(self, wires: list[dict[str, Any]], overflow: bool) -> None:
+        if overflow:
+            log.warning("executions.ws_workflow_events_dropped path=%s", self.scope.get("path"))
+        fresh: list[dict[str, Any]] = []
+        for wire in wires:
             seen = self._seen.setdefault(str(wire.get("run_id")), set())
             seq = int(wire["seq"])
             if seq in seen:
@@ -365,4 +449,11 @@ class WorkflowEventsConsumer(_EventStream):
                 # Keep the newest half: repeats arrive close to the original.
                 for old in sorted(seen)[: len(seen) // 2]:
                     seen.discard(old)
-            await self.send_text(wire["text"])
+            fresh.append(wire)
+        if not fresh:
+            return
+        if self.batch:
+            await self.send_text(fanout.batch_text(fresh))
+        else:
+            for wire in fresh:
+                await self.send_text(wire["text"])

@@ -155,12 +155,14 @@
 
   function connect() {
     var proto = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(proto + location.host + boot.ws_path + "?after=" + lastSeq);
+    // batch=1: events that are ready together come in one {"type": "batch", "events": [...]} frame.
+    socket = new WebSocket(proto + location.host + boot.ws_path + "?batch=1&after=" + lastSeq);
     $("conn").textContent = "connecting…";
     socket.onopen = function () { $("conn").textContent = "live"; retryMs = 500; };
     socket.onmessage = function (msg) {
       var ev;
       try { ev = JSON.parse(msg.data); } catch (e) { return; }
+      if (ev.type === "batch") { ev.events.forEach(apply); return; }
       if (ev.type === "heartbeat" || ev.type === "replay.done" || ev.type === "pong") return;
       apply(ev);
     };

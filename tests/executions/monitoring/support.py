@@ -100,6 +100,7 @@ class Stream:
     events: list[dict[str, Any]] = field(default_factory=list)
     controls: list[dict[str, Any]] = field(default_factory=list)
     received_at: list[float] = field(default_factory=list)  # wall clock of each event's receipt
+    frames: list[int] = field(default_factory=list)  # events per frame that carried events
     close_code: int | None = None
     close_reason: str = ""
     subprotocol: str | None = None
@@ -145,9 +146,15 @@ async def read_stream(
                     out.timed_out = True
                     break
                 msg = json.loads(raw)
-                if "seq" in msg and isinstance(msg.get("seq"), int) and "run_id" in msg:
+                if msg.get("type") == "batch":
+                    assert msg["events"], "an empty batch frame"
+                    out.events += msg["events"]
+                    out.received_at += [time.time()] * len(msg["events"])
+                    out.frames.append(len(msg["events"]))
+                elif "seq" in msg and isinstance(msg.get("seq"), int) and "run_id" in msg:
                     out.events.append(msg)
                     out.received_at.append(time.time())
+                    out.frames.append(1)
                 else:
                     out.controls.append(msg)
                     if msg.get("type") == "replay.done" and out.replay_done_at is None:

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from django.utils import timezone
 
 from executions import services
@@ -21,6 +22,8 @@ from tests.support.factories import edge, make_workflow, node, wait_run
 from tests.support.workers import ROOT, worker_env
 
 TERMINAL = {"run.succeeded", "run.partially_succeeded", "run.failed", "run.cancelled", "run.timed_out"}
+# One event per frame (the default) and ?batch=1 ({"type": "batch", "events": [...]} frames).
+BATCH = pytest.mark.parametrize("batch", ["", "&batch=1"], ids=["single", "batch"])
 
 
 def parallel_definition(width: int = 17, delay_s: float = 1.0) -> dict[str, Any]:
@@ -34,13 +37,14 @@ def parallel_definition(width: int = 17, delay_s: float = 1.0) -> dict[str, Any]
     return {"nodes": nodes, "edges": edges}
 
 
+@BATCH
 def test_client_receives_every_event_of_a_20_node_parallel_run_once_in_order(
-    asgi_server: AsgiServer, worker: Any, user: Any, api: Any
+    asgi_server: AsgiServer, worker: Any, user: Any, api: Any, batch: str
 ) -> None:
     wf = make_workflow(user, parallel_definition(width=17, delay_s=2.0))
     run = services.run_start(workflow=wf, inputs={}, user=user)
     assert run.nodes_total == 20
-    stream = read(f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}", origin=asgi_server.http, timeout=60)
+    stream = read(f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}{batch}", origin=asgi_server.http, timeout=60)
     run = wait_run(run.id, timeout=30)
     assert run.status == "succeeded"
 
@@ -59,15 +63,19 @@ def test_client_receives_every_event_of_a_20_node_parallel_run_once_in_order(
     # Most of the run happened after the client connected: those events came live.
     live = [e for e, t in zip(stream.events, stream.received_at, strict=True) if stream.replay_done_at and t > stream.replay_done_at]
     assert any(e["node_id"] == "join" for e in live), "expected the fan-in after the delay to arrive live"
+    if not batch:
+        assert set(stream.frames) == {1}
 
 
-def test_reconnect_with_after_yields_exactly_the_missing_events(asgi_server: AsgiServer, worker: Any, user: Any) -> None:
+@BATCH
+def test_reconnect_with_after_yields_exactly_the_missing_events(asgi_server: AsgiServer, worker: Any, user: Any, batch: str) -> None:
     wf = make_workflow(user, parallel_definition(width=17, delay_s=1.5))
     run = services.run_start(workflow=wf, inputs={}, user=user)
-    url = f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}"
+    url = f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}{batch}"
     first = read(url, origin=asgi_server.http, stop_after_seq=4, timeout=20)
-    assert first.seqs == [1, 2, 3, 4]
     cut = first.seqs[-1]
+    # One event per frame stops right at 4; a batch frame may carry a few more (all before the delay ends).
+    assert first.seqs == list(range(1, cut + 1)) and (cut == 4 if not batch else cut >= 4)
     run_now = Run.objects.get(id=run.id)
     assert not run_now.is_terminal, "the reconnect should happen mid-run"
 
@@ -79,8 +87,9 @@ def test_reconnect_with_after_yields_exactly_the_missing_events(asgi_server: Asg
     assert [e["seq"] for e in first.events + second.events] == list(range(1, run.event_seq + 1))
 
 
+@BATCH
 def test_events_committed_during_the_replay_are_neither_lost_nor_duplicated(
-    asgi_server: AsgiServer, transactional_db: Any, user: Any
+    asgi_server: AsgiServer, transactional_db: Any, user: Any, batch: str
 ) -> None:
     """300 stored events, replayed 5 per query, while a thread commits 300 more."""
     run = make_run(user)
@@ -108,7 +117,9 @@ def test_events_committed_during_the_replay_are_neither_lost_nor_duplicated(
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
     started.wait(5)
-    stream = read(f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}", origin=asgi_server.http, stop_after_seq=total, timeout=60)
+    stream = read(
+        f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}{batch}", origin=asgi_server.http, stop_after_seq=total, timeout=60
+    )
     thread.join(30)
     assert not thread.is_alive()
 
@@ -121,6 +132,9 @@ def test_events_committed_during_the_replay_are_neither_lost_nor_duplicated(
     assert during, "no event was committed during the replay"
     after = [t for t in stream.received_at if t > stream.replay_done_at]
     assert after, "no event arrived live after the replay"
+    if batch:
+        # Replay pages (5 events on this server) travel as one frame each.
+        assert max(stream.frames) >= 5, stream.frames[:20]
 
 
 def _first_problem(seqs: list[int]) -> int | None:
@@ -130,8 +144,9 @@ def _first_problem(seqs: list[int]) -> int | None:
     return None
 
 
+@BATCH
 def test_a_live_event_that_overtakes_others_is_preceded_by_the_missing_ones(
-    asgi_server: AsgiServer, transactional_db: Any, user: Any
+    asgi_server: AsgiServer, transactional_db: Any, user: Any, batch: str
 ) -> None:
     """Broadcasts from two workers may arrive out of order: a jump is filled from the database."""
     from executions.broadcast import flush, publish, row_payload
@@ -159,12 +174,54 @@ def test_a_live_event_that_overtakes_others_is_preceded_by_the_missing_ones(
 
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()
-    stream = read(f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}", origin=asgi_server.http, stop_after_seq=3, timeout=25)
+    stream = read(
+        f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}{batch}", origin=asgi_server.http, stop_after_seq=3, timeout=25
+    )
     thread.join(10)
     assert stream.seqs == [1, 2, 3]
+    assert stream.frames == ([3] if batch else [1, 1, 1])
     # Delivered on the live broadcast, long before the next periodic resync (30 s after
     # the first one); the margin absorbs a loaded machine.
     assert stream.received_at[0] - holder["published_at"] < 10.0
+
+
+def test_many_clients_of_one_run_each_receive_every_event_once_in_order(asgi_server: AsgiServer, transactional_db: Any, user: Any) -> None:
+    """30 clients (half of them batched) share the server's one subscription to the run."""
+    import asyncio
+
+    from tests.executions.monitoring.support import read_stream
+
+    run = make_run(user)
+    count = 60
+    for i in range(1, 11):
+        event_record(run_id=run.id, type="node.started", node_id=f"n{i}", data={"i": i})
+
+    def produce() -> None:
+        from django.db import connection
+
+        try:
+            time.sleep(1.5)  # every client subscribed and replayed
+            for i in range(11, count + 1):
+                event_record(run_id=run.id, type="node.succeeded", node_id=f"n{i}", data={"i": i})
+                time.sleep(0.005 if i % 10 else 0.05)
+        finally:
+            connection.close()
+
+    base = f"{asgi_server.ws}/ws/runs/{run.id}/?token={token_for(user)}"
+
+    async def scenario() -> list[Any]:
+        clients = [
+            read_stream(base + ("&batch=1" if i % 2 else ""), origin=asgi_server.http, stop_after_seq=count, timeout=40) for i in range(30)
+        ]
+        return list(await asyncio.gather(asyncio.to_thread(produce), *clients))[1:]
+
+    streams = asyncio.run(scenario())
+    for i, stream in enumerate(streams):
+        assert stream.seqs == list(range(1, count + 1)), (i, stream.seqs)
+        assert [e["data"]["i"] for e in stream.events] == list(range(1, count + 1))
+        assert stream.replay_done_at is not None and all(t > stream.replay_done_at for t in stream.received_at[10:])
+        if i % 2 == 0:
+            assert set(stream.frames) == {1}
 
 
 def test_events_of_a_separate_producer_process_arrive_through_redis(asgi_server: AsgiServer, transactional_db: Any, user: Any) -> None:
@@ -252,7 +309,10 @@ def test_workflow_stream_carries_the_events_of_all_its_runs(asgi_server: AsgiSer
         assert got == list(range(1, r.event_seq + 1))
 
 
-def test_workflow_stream_keeps_overtaken_events_and_drops_repeats(asgi_server: AsgiServer, transactional_db: Any, user: Any) -> None:
+@BATCH
+def test_workflow_stream_keeps_overtaken_events_and_drops_repeats(
+    asgi_server: AsgiServer, transactional_db: Any, user: Any, batch: str
+) -> None:
     from executions.broadcast import flush, publish, row_payload
 
     run = make_run(user)
@@ -270,7 +330,7 @@ def test_workflow_stream_keeps_overtaken_events_and_drops_repeats(asgi_server: A
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()
     stream = read(
-        f"{asgi_server.ws}/ws/workflows/{run.workflow_id}/?token={token_for(user)}",
+        f"{asgi_server.ws}/ws/workflows/{run.workflow_id}/?token={token_for(user)}{batch}",
         origin=asgi_server.http,
         stop=lambda s: 3 in s.seqs,
         timeout=10,
