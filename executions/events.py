@@ -102,16 +102,17 @@ class RunTx:
         broker_priority = 0 if urgent else max(0, min(9, 9 - int(self.run.priority)))
         self.dispatch.append((node_run_id, attempt, queue, countdown, broker_priority))
 
-    def flush(self, run_fields: list[str]) -> None:
+    def flush(self, run_fields: list[str], node_fields: list[str] | None = None) -> None:
         """Save the run's changed fields, node runs and events; schedule broadcast and dispatch after commit."""
-        self.save_dirty()
         from executions import fastsql
+        from executions.models import NodeRun
+        from executions.services import NODE_FIELDS
 
         fields = list(dict.fromkeys([*run_fields, "event_seq"])) if self.events else run_fields
-        if fields:
-            fastsql.update_rows(Run, [self.run], fields)
+        rows: list[NodeRun] = list(self.dirty.values())
+        self.dirty = {}
+        fastsql.write_all(rows, node_fields or NODE_FIELDS, self.run, fields, self.events)
         if self.events:
-            fastsql.insert_events(self.events)
             payloads = [payload(e, self.run) for e in self.events]
             transaction.on_commit(lambda: _publish(payloads))
         if self.dispatch:

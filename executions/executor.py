@@ -109,11 +109,20 @@ def edge_condition_evaluator(run: Run) -> Any:
     return evaluate
 
 
-def _upstream(graph: Graph, run: Run, node_id: str, refs: frozenset[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(active predecessors' outputs, outputs of every node the templates name)."""
+def _upstream(
+    graph: Graph, run: Run, node_id: str, refs: frozenset[str], known: dict[str, tuple[str, Any]] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(active predecessors' outputs, outputs of every node the templates name).
+
+    ``known``: finished nodes' (status, output) committed with the claim; when
+    they cover everything wanted (a chain's hand-off), no query is needed.
+    """
     preds = graph.predecessors(node_id)
     wanted = set(preds) | refs
-    rows = fastsql.node_outputs(run.id, list(wanted))
+    if known and wanted <= known.keys():
+        rows: list[tuple[str, str, Any]] = [(nid, *known[nid]) for nid in wanted]
+    else:
+        rows = fastsql.node_outputs(run.id, list(wanted))
     status: dict[str, str] = {}
     outputs: dict[str, Any] = {}
     st: str | None
@@ -161,6 +170,8 @@ def _check_output(graph: Graph, node_id: str, node_type: str, output: Any) -> An
     size = len(text.encode("utf-8"))
     if size > settings.ZYRA_MAX_OUTPUT_BYTES:
         raise NodeError("output_too_large", f"the output is {size} bytes; the cap is {settings.ZYRA_MAX_OUTPUT_BYTES}")
+    # What is stored is JSON: successors (handed the output in memory) see exactly what a reader of the row sees.
+    output = json.loads(text)
     schemas = []
     if node_types.has(node_type) and node_types.get(node_type).output_schema:
         schemas.append(("type", node_types.get(node_type).output_schema))
@@ -258,7 +269,7 @@ def _attempt(claim: services.Claim) -> services.Result:
     started = time.monotonic()
     try:
         refs = graph.template_refs(nr.node_id)
-        active, outputs = _upstream(graph, run, nr.node_id, refs)
+        active, outputs = _upstream(graph, run, nr.node_id, refs, claim.known)
         data_in: Any = next(iter(active.values())) if len(active) == 1 else (active or run.inputs)
         if not node.enabled:
             return services.Result(kind="skipped_passthrough", output=data_in, inputs=_store_inputs({}, data_in, redactor))

@@ -88,6 +88,9 @@ def lock_node(node_run_id: int) -> NodeRun | None:
     return node_run
 
 
+Statement = tuple[str, list[Any]]
+
+
 def update_rows(model: type[Model], rows: Sequence[Model], field_names: Iterable[str]) -> None:
     """UPDATE each row's given fields to its in-memory values: one statement for all rows."""
     rows = list(rows)
@@ -100,6 +103,13 @@ def update_rows(model: type[Model], rows: Sequence[Model], field_names: Iterable
         else:
             model._default_manager.bulk_update(rows, names, batch_size=500)
         return
+    execute_all(update_statements(model, rows, names))
+
+
+def update_statements(model: type[Model], rows: Sequence[Model], names: Sequence[str]) -> list[Statement]:
+    """The statements of ``update_rows`` (PostgreSQL), to send together with others."""
+    if not rows or not names:
+        return []
     by_name = _by_name(model)
     fields = [by_name[name] for name in names]
     pk = model._meta.pk
@@ -109,6 +119,7 @@ def update_rows(model: type[Model], rows: Sequence[Model], field_names: Iterable
     if pk_cast == "bigserial":
         pk_cast = "bigint"
     cols = ", ".join(f'"{f.column}" = v."c{i}"' for i, f in enumerate(fields))
+    statements: list[Statement] = []
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
         params: list[Any] = []
@@ -125,8 +136,21 @@ def update_rows(model: type[Model], rows: Sequence[Model], field_names: Iterable
             f'UPDATE "{model._meta.db_table}" AS t SET {cols} FROM (VALUES {", ".join(tuples)}) AS v({names_sql}) '
             f'WHERE t."{pk.column}" = v.pk'
         )
-        with connection.cursor() as cur:
-            cur.execute(sql, params)
+        statements.append((sql, params))
+    return statements
+
+
+def execute_all(statements: Sequence[Statement]) -> None:
+    """Send several statements in one round trip (client-side binding allows a multi-statement query)."""
+    if not statements:
+        return
+    with connection.cursor() as cur:
+        if len(statements) == 1:
+            cur.execute(*statements[0])
+            return
+        sql = ";\n".join(stmt for stmt, _ in statements)
+        params = [p for _, ps in statements for p in ps]
+        cur.execute(sql, params)
 
 
 @cache
@@ -142,16 +166,37 @@ def insert_events(events: Sequence[RunEvent]) -> None:
     if not _pg():
         RunEvent.objects.bulk_create(events)
         return
+    execute_all(insert_event_statements(events))
+
+
+def insert_event_statements(events: Sequence[RunEvent]) -> list[Statement]:
     prefix, fields = _event_insert_prefix()
+    statements: list[Statement] = []
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     for start in range(0, len(events), 500):
         chunk = events[start : start + 500]
         params: list[Any] = []
-        one = "(" + ", ".join(["%s"] * len(fields)) + ")"
         for ev in chunk:
             for f in fields:
                 params.append(f.get_db_prep_save(getattr(ev, f.attname), connection))
-        with connection.cursor() as cur:
-            cur.execute(prefix + ", ".join([one] * len(chunk)), params)
+        statements.append((prefix + ", ".join([one] * len(chunk)), params))
+    return statements
+
+
+def write_all(
+    node_rows: Sequence[NodeRun], node_fields: Sequence[str], run: Run, run_fields: Sequence[str], events: Sequence[RunEvent]
+) -> None:
+    """A bookkeeping transaction's writes (node runs, the run, its events) in one round trip on PostgreSQL."""
+    if not _pg():
+        update_rows(NodeRun, node_rows, node_fields)
+        update_rows(Run, [run], run_fields)
+        insert_events(events)
+        return
+    statements = update_statements(NodeRun, list(node_rows), node_fields)
+    statements += update_statements(Run, [run], run_fields)
+    if events:
+        statements += insert_event_statements(events)
+    execute_all(statements)
 
 
 @cache

@@ -421,6 +421,8 @@ class Claim:
     run: Run
     graph: Graph
     timeout_s: float
+    # node_id -> (status, output) of finished nodes as committed with the claim (hand-off: the predecessor).
+    known: dict[str, tuple[str, Any]] = field(default_factory=dict)
 
 
 def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
@@ -442,8 +444,8 @@ def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
         graph = graph_for_version(run.version_id)
         tx = RunTx(run)
         claim = _claim_locked(tx, graph, nr)
-        fastsql.update_rows(NodeRun, [nr], CLAIM_FIELDS)
-        tx.flush([])
+        tx.touch(nr)
+        tx.flush([], CLAIM_FIELDS)
     return claim
 
 
@@ -486,7 +488,9 @@ def _claim_next_inline(tx: RunTx, graph: Graph, queue: str) -> Claim | None:
             continue
         del tx.dispatch[i]
         nr.run = tx.run
-        return _claim_locked(tx, graph, nr)
+        claim = _claim_locked(tx, graph, nr)
+        claim.known = {row.node_id: (row.status, row.output) for row in tx.dirty.values() if row.status in NODE_TERMINAL}
+        return claim
     return None
 
 
