@@ -30,7 +30,7 @@ from secrets_vault.models import Secret
 from secrets_vault.services import secret_create, secret_value_for
 from triggers import ratelimit, signatures
 from triggers.models import Schedule, SigningScheme, WebhookDelivery, WebhookEndpoint
-from triggers.selectors import DeliveryTarget, SigningRow, prepared, webhook_delivery_target
+from triggers.selectors import DeliveryTarget, SigningRow, webhook_delivery_target
 from workflows.node_types.schedule import next_fire_time, schedule_config_errors
 from zyra.errors import ErrorDetail, NotFound, ZyraError
 from zyra.parsers import _check_body as check_body
@@ -368,10 +368,12 @@ def _delivery_claim(endpoint: WebhookEndpoint, stored_id: str) -> int:
     transaction ends, then finds the id taken (or takes it, if that one rolled back).
     """
     if connection.vendor == "postgresql":
-        rows = prepared(_CLAIM_SQL, [endpoint.pk, stored_id, timezone.now()])
-        if not rows:
+        with connection.cursor() as cur:
+            cur.execute(_CLAIM_SQL, [endpoint.pk, stored_id, timezone.now()])
+            row = cur.fetchone()
+        if row is None:
             raise Rejected(409, "replayed_delivery", "this delivery id was already received", "/headers/webhook-id")
-        return int(rows[0][0])
+        return int(row[0])
     try:
         with transaction.atomic():
             return int(WebhookDelivery.objects.create(endpoint=endpoint, delivery_id=stored_id).pk)
@@ -413,7 +415,8 @@ def webhook_deliver(*, target: DeliveryTarget, headers: Any, content_type: str, 
                 priority=5,
             )
             if connection.vendor == "postgresql":
-                prepared(_SET_RUN_SQL, [run.pk, delivery_pk])
+                with connection.cursor() as cur:
+                    cur.execute(_SET_RUN_SQL, [run.pk, delivery_pk])
             else:
                 WebhookDelivery.objects.filter(pk=delivery_pk).update(run_id=run.pk)
     except ZyraError as exc:
