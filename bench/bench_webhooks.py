@@ -52,10 +52,21 @@ def _listen() -> socket.socket:
     return sock
 
 
+def _uvicorn_impl() -> str:
+    """httptools + uvloop when installed (requirements-dev.txt), else uvicorn's pure-Python h11 + asyncio."""
+    import importlib.util
+
+    fast = all(importlib.util.find_spec(m) is not None for m in ("httptools", "uvloop"))
+    return "httptools+uvloop" if fast else "h11+asyncio"
+
+
 def _server_argv(server: str, fd: int) -> list[str]:
     if server == "uvicorn":
-        # httptools + uvloop (uvicorn[standard]); access log off as in production behind a proxy.
-        return [sys.executable, "-m", "uvicorn", "--fd", str(fd), "--http", "httptools", "--loop", "uvloop", "--no-access-log"]
+        # Access log off, as in production behind a proxy.
+        impl = (
+            ["--http", "httptools", "--loop", "uvloop"] if _uvicorn_impl() == "httptools+uvloop" else ["--http", "h11", "--loop", "asyncio"]
+        )
+        return [sys.executable, "-m", "uvicorn", "--fd", str(fd), *impl, "--no-access-log"]
     return [sys.executable, "-m", "daphne", "--fd", str(fd)]
 
 
@@ -144,15 +155,27 @@ class RawClient:
     error is that delivery's failure (status 0), never retried.
     """
 
+    # Idle connections are not reused after this long: servers close them after
+    # their keep-alive timeout (uvicorn: 5 s), and a request written into a
+    # connection the server is closing is lost in transit.
+    KEEPALIVE_S = 2.0
+
     def __init__(self, host: str, port: int, max_connections: int = 256) -> None:
         self.host, self.port = host, port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[float, asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.slots = asyncio.Semaphore(max_connections)
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while self.idle:
+            since, reader, writer = self.idle.pop()
+            if time.monotonic() - since < self.KEEPALIVE_S and not reader.at_eof() and not writer.is_closing():
+                return reader, writer
+            writer.close()
+        return await asyncio.open_connection(self.host, self.port)
 
     async def post(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         async with self.slots:
-            conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
-            reader, writer = conn
+            reader, writer = await self._connection()
             try:
                 head = f"POST {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\ncontent-length: {len(body)}\r\n"
                 head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
@@ -174,11 +197,11 @@ class RawClient:
             if close:
                 writer.close()
             else:
-                self.idle.append(conn)
+                self.idle.append((time.monotonic(), reader, writer))
             return status, content
 
     def close(self) -> None:
-        for _, writer in self.idle:
+        for _, _, writer in self.idle:
             writer.close()
 
 
@@ -282,6 +305,7 @@ def main() -> None:
         sock.close()
         workers.stop()
 
+    server_name = f"uvicorn ({_uvicorn_impl()})" if args.server == "uvicorn" else args.server
     sent = len(results)
     accepted = [r for r in results if r["status"] == 202]
     others: dict[int, int] = {}
@@ -307,13 +331,14 @@ def main() -> None:
     load = os.getloadavg()
 
     table(
-        f"Webhook intake: {args.rate:g}/s for {args.seconds:g} s, {args.web} {args.server} process(es) on loopback"
+        f"Webhook intake: {args.rate:g}/s for {args.seconds:g} s, {args.web} {server_name} process(es) on loopback"
         + (" (Django request cycle)" if args.django_path else "")
         + f", {args.client} client",
         [
             ("sent", str(sent)),
             ("accepted (202)", str(len(accepted))),
             ("other statuses", json.dumps(others) if others else "-"),
+            ("first failure", next((str(r["body"])[:120] for r in results if r["status"] != 202), "-")),
             ("accepted/s", f"{len(accepted) / span:.1f}"),
             ("latency p50 / p95 / p99 / max ms", f"{pct(0.5)} / {pct(0.95)} / {pct(0.99)} / {round(lat[-1], 2) if lat else 0}"),
             ("runs in db / deliveries", f"{runs_in_db} / {deliveries}"),
@@ -330,7 +355,7 @@ def main() -> None:
             {
                 "bench": "webhooks",
                 "rate": args.rate,
-                "server": args.server,
+                "server": server_name,
                 "client": args.client,
                 "fast_path": not args.django_path,
                 "web_processes": args.web,
