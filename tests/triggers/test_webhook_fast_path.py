@@ -222,6 +222,12 @@ def test_only_hook_posts_with_an_allowed_host_take_the_fast_path(user: Any) -> N
     with override_settings(SECURE_SSL_REDIRECT=True):
         assert asyncio.run(_call(app, "POST", ep.path, {**host, **_headers(SECRET, body, "mw-4")}, body))[0] == 299
     assert Run.objects.filter(workflow=ep.workflow).count() == 1
+    # Explicitly unsigned: the sender's Idempotency-Key (any case) still deduplicates.
+    unsigned = _endpoint(user, signing="unsigned")
+    plain = {**host, "content-type": "application/json", "IDEMPOTENCY-KEY": "mw-idem"}
+    assert asyncio.run(_call(app, "POST", unsigned.path, plain, body))[0] == 202
+    assert asyncio.run(_call(app, "POST", unsigned.path, plain, body))[0] == 409
+    assert Run.objects.filter(workflow=unsigned.workflow).count() == 1
     intake.pool(settings.ZYRA_WEBHOOK_CONCURRENCY, settings.ZYRA_WEBHOOK_CONCURRENCY * 32).close_connections()
 
 
