@@ -130,7 +130,10 @@ def _execute_prepared(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     every statement again: for the delivery lookup that cost more than running
     it (about 0.5 ms against 0.25 ms prepared, measured on this box). An
     explicit PREPARE, once per connection, through Django's cursor (same
-    health check and error handling).
+    health check and error handling). Needs session-level connections: behind
+    a transaction-pooling proxy (PgBouncer ``pool_mode=transaction``) or after
+    ``DISCARD ALL`` the EXECUTE would fail; Zyra connects directly or through
+    Django's psycopg pool, which keeps sessions.
     """
     name = "zyra_" + hashlib.sha1(sql.encode(), usedforsecurity=False).hexdigest()[:16]
     with connection.cursor() as cur:
