@@ -75,13 +75,12 @@ def lock_node(node_run_id: int) -> NodeRun | None:
         return node_run
     lock, read = _lock_node_sql()
     with connection.cursor() as cur:
-        cur.execute(lock, [node_run_id])
+        # One round trip, still two statements: the read runs (with its own snapshot) once the lock is held.
+        cur.execute(f"{lock};\n{read}", [node_run_id, node_run_id])
         run_row = cur.fetchone()
-        if run_row is None:
-            return None
-        cur.execute(read, [node_run_id])
+        cur.nextset()
         node_row = cur.fetchone()
-    if node_row is None:
+    if run_row is None or node_row is None:
         return None
     node_run = _from_db(NodeRun, node_row)
     node_run.run = _from_db(Run, run_row)
