@@ -1,19 +1,25 @@
 """Benchmark: N concurrent WebSocket clients on one run all receive all events.
 
     .venv/bin/python bench/bench_ws.py --clients 200 --events 100 --interval 0.02
+    .venv/bin/python bench/bench_ws.py --engine
 
-Starts daphne (the real ASGI app, Redis pub/sub channel layer) on a free
-loopback port, creates a run, connects the clients to ``ws/runs/<id>/`` and
-then, from a separate process (as a worker would), records events through the
-engine's event service (``executions.events.event_record``: commit, then
-broadcast through Redis). Prints the delay from each event's timestamp
-(taken in the committing transaction) to its receipt by each client:
-p50/p95/max over all (client, event) pairs. The last line is one JSON object.
+Starts uvicorn (the documented production server; ``--server daphne`` for the
+other one) with the real ASGI app and the Redis pub/sub channel layer on a
+free loopback port, creates a run, connects the clients to
+``ws/runs/<id>/?batch=1`` (``--no-batch``: one event per frame) and then, from
+a separate process (as a worker would), records events through the engine's
+event service (``executions.events.event_record``: commit, then broadcast
+through Redis). Prints, over all (client, event) pairs received live, the
+delay from commit to receipt (``commit_p50_ms``/``commit_p95_ms``: the commit
+time is recorded by bench/ws_commit_probe.py in the committing process) and
+from the event's ``ts`` (taken earlier, inside the transaction) to receipt
+(``p50_ms``/``p95_ms``). The last line is one JSON object.
 
 Database and Redis: bench/common.py (ZYRA_BENCH_DB, default zyra_bench_ws;
-ZYRA_BENCH_REDIS_DB, default 12 — flushed at start). ``--server uvicorn``
-compares the other ASGI server. Also printed: the server's CPU time per
-delivery, which stays comparable when the machine is shared.
+ZYRA_BENCH_REDIS_DB, default 12 — flushed at start). Also printed: the
+server's CPU time per delivery (comparable when the machine is shared), the
+frames that carried events and the clients' CPU (they share the machine).
+``--profile FILE`` runs the server under cProfile.
 Not a test: it asserts nothing but reports ``all_received``.
 
 ``--engine`` runs a real workflow instead (start -> DELAY -> ``--width``
@@ -53,6 +59,8 @@ def produce(run_id: str, count: int, interval: float) -> None:
     import django
 
     django.setup()
+    import ws_commit_probe  # noqa: F401 - records commit times
+
     from executions.broadcast import flush
     from executions.events import event_record
 
@@ -85,7 +93,7 @@ finally:
 """
 
 
-def _start_server(port: int, server: str, profile: str = "") -> subprocess.Popen[bytes]:
+def _start_server(port: int, server: str, profile: str = "", workers: int = 1) -> subprocess.Popen[bytes]:
     env = bench_env({"ZYRA_WS_HEARTBEAT_S": "60"})
     python = [sys.executable]
     if profile:
@@ -108,6 +116,8 @@ def _start_server(port: int, server: str, profile: str = "") -> subprocess.Popen
             "warning",
             "--ws-per-message-deflate",
             os.environ.get("ZYRA_BENCH_WS_DEFLATE", "false"),
+            "--workers",
+            str(workers),
             "zyra.asgi:application",
         ]
     else:
@@ -180,32 +190,54 @@ def _make_engine_run(width: int, delay_s: float) -> tuple[str, str]:
 
 
 def _cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of a process (Linux /proc), to compare servers on a shared machine."""
+    """User + system CPU seconds of a process and its children (Linux /proc), to compare servers on a shared machine."""
     if pid is None:
         return None
+    total = 0.0
+    found = False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # the server or one of its worker processes
+            found = True
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total if found else None
+
+
+def _commit_times(run_id: str) -> dict[int, float]:
+    """seq -> commit time of the run's events, as recorded by bench/ws_commit_probe.py."""
+    out: dict[int, float] = {}
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        lines = COMMIT_LOG.read_text().splitlines()
     except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return out
+    for line in lines:
+        rid, seq, at = line.split()
+        if rid == run_id:
+            out[int(seq)] = float(at)
+    return out
 
 
 def _ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+COMMIT_LOG = ROOT / "artifacts" / "bench" / "ws_commits.log"
 TERMINAL = {"run.succeeded", "run.partially_succeeded", "run.failed", "run.cancelled", "run.timed_out"}
 
 
 async def _client(
     url: str, origin: str, args: argparse.Namespace, ready: asyncio.Event, counter: list[int]
-) -> tuple[list[int], list[float], int]:
-    """One subscriber: (seqs received, delays of the events received live, live frames carrying events)."""
+) -> tuple[list[int], list[float], int, dict[int, float]]:
+    """One subscriber: (seqs received, delays from ts of the events received live, live frames carrying events, live receipt times)."""
     from websockets.asyncio.client import connect
 
     seqs: list[int] = []
     delays: list[float] = []
     frames = 0
+    received: dict[int, float] = {}
     live = False
     async with connect(url, origin=cast(Any, origin), open_timeout=60, max_size=2**24) as ws:
         # One timeout around the loop, not wait_for per frame: that wraps every recv in a
@@ -228,10 +260,11 @@ async def _client(
                         seqs.append(event["seq"])
                         if live:
                             delays.append(now - _ts(event["ts"]))
+                            received[event["seq"]] = now
                         done = done or (event["type"] in TERMINAL if args.engine else event["seq"] >= args.events)
                     if done:
                         break
-    return seqs, delays, frames
+    return seqs, delays, frames, received
 
 
 async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: str, token: str) -> dict[str, Any]:
@@ -263,14 +296,16 @@ async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: st
         expected = run.event_seq
         if run.started_at and connected_at > run.started_at.timestamp() + args.delay:
             print("warning: the clients connected after the delay; most events were replayed, not live", file=sys.stderr)
-    all_delays = sorted(d for _, delays, _ in results for d in delays)
-    complete = sum(1 for seqs, _, _ in results if seqs == list(range(1, expected + 1)))
-    live_frames = sum(frames for _, _, frames in results)
+    all_delays = sorted(d for _, delays, _, _ in results for d in delays)
+    complete = sum(1 for seqs, _, _, _ in results if seqs == list(range(1, expected + 1)))
+    live_frames = sum(frames for _, _, frames, _ in results)
+    committed = _commit_times(run_id)
+    from_commit = sorted(t - committed[seq] for _, _, _, received in results for seq, t in received.items() if seq in committed)
 
-    def pct(p: float) -> float:
-        if not all_delays:
+    def pct(p: float, values: list[float] = all_delays) -> float:
+        if not values:
             return float("nan")
-        return all_delays[min(len(all_delays) - 1, round(p * (len(all_delays) - 1)))] * 1000
+        return values[min(len(values) - 1, round(p * (len(values) - 1)))] * 1000
 
     return {
         "bench": "ws_fanout_engine" if args.engine else "ws_fanout",
@@ -286,6 +321,11 @@ async def _bench(args: argparse.Namespace, ws_base: str, origin: str, run_id: st
         "p50_ms": round(pct(0.50), 2),
         "p95_ms": round(pct(0.95), 2),
         "max_ms": round(all_delays[-1] * 1000, 2) if all_delays else None,
+        # The issue's measure: from the commit (on_commit, bench/ws_commit_probe.py) to receipt.
+        # The figures above start at the event's ts, taken earlier inside the transaction.
+        "commit_p50_ms": round(pct(0.50, from_commit), 2),
+        "commit_p95_ms": round(pct(0.95, from_commit), 2),
+        "commit_max_ms": round(from_commit[-1] * 1000, 2) if from_commit else None,
         "mean_ms": round(statistics.fmean(all_delays) * 1000, 2) if all_delays else None,
         "connect_s": round(connected_at - args.started, 2),
         "server_cpu_s": round(cpu_after - cpu_before, 2) if cpu_after is not None and cpu_before is not None else None,
@@ -308,11 +348,12 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=17, help="--engine: parallel nodes (total nodes = width + 3)")
     parser.add_argument("--delay", type=float, default=6.0, help="--engine: DELAY before the fan-out (clients connect meanwhile)")
     parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne", help="ASGI server to start")
+    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="uvicorn", help="ASGI server to start")
     parser.add_argument(
         "--batch", action=argparse.BooleanOptionalAction, default=True, help="subscribe with ?batch=1 (events together in one frame)"
     )
-    parser.add_argument("--url", default="", help="use a running server (http://host:port) instead of starting daphne")
+    parser.add_argument("--url", default="", help="use a running server (http://host:port) instead of starting one")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn: server processes")
     parser.add_argument("--profile", default="", metavar="FILE", help="run the server under cProfile, stats to FILE (slower)")
     parser.add_argument("--produce", nargs=3, metavar=("RUN_ID", "COUNT", "INTERVAL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -321,6 +362,9 @@ def main() -> None:
         return
 
     setup_django()
+    COMMIT_LOG.parent.mkdir(parents=True, exist_ok=True)
+    COMMIT_LOG.write_text("")
+    os.environ["ZYRA_BENCH_COMMIT_LOG"] = str(COMMIT_LOG)  # the producer process inherits it
     workers = Workers()
     procs: list[subprocess.Popen[bytes]] = []
     args.server_pid = None
@@ -329,11 +373,11 @@ def main() -> None:
             http = args.url.rstrip("/")
         else:
             port = _free_port()
-            procs.append(_start_server(port, args.server, args.profile))
+            procs.append(_start_server(port, args.server, args.profile, args.workers))
             args.server_pid = procs[-1].pid
             http = f"http://127.0.0.1:{port}"
         if args.engine:
-            workers.start(1, concurrency=8)
+            workers.start(1, concurrency=8, include="bench.ws_commit_probe", extra_env={"ZYRA_BENCH_COMMIT_LOG": str(COMMIT_LOG)})
             run_id, token = _make_engine_run(args.width, args.delay)
         else:
             run_id, token = _make_run()
@@ -354,11 +398,23 @@ def main() -> None:
                 str(result["p50_ms"]),
                 str(result["p95_ms"]),
                 str(result["max_ms"]),
+                str(result["commit_p50_ms"]),
+                str(result["commit_p95_ms"]),
                 str(result["server_cpu_us_per_delivery"]),
                 str(result["load_avg_1m"]),
             )
         ],
-        ("events", "clients with all, in order", "p50 ms", "p95 ms", "max ms", "server CPU us/delivery", "load 1m"),
+        (
+            "events",
+            "clients with all, in order",
+            "p50 ms",
+            "p95 ms",
+            "max ms",
+            "commit p50 ms",
+            "commit p95 ms",
+            "server CPU us/delivery",
+            "load 1m",
+        ),
     )
     emit(result)
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.auth import AuthMiddlewareStack
 from django.urls import path
 
-from executions.consumers import RunEventsConsumer, WorkflowEventsConsumer
+from executions.consumers import RunEventsConsumer, SessionUserMiddleware, WorkflowEventsConsumer
 
 websocket_urlpatterns: list[Any] = [
-    path("ws/runs/<uuid:run_id>/", AuthMiddlewareStack(RunEventsConsumer.as_asgi())),
-    path("ws/workflows/<uuid:workflow_id>/", AuthMiddlewareStack(WorkflowEventsConsumer.as_asgi())),
+    path("ws/runs/<uuid:run_id>/", SessionUserMiddleware(RunEventsConsumer.as_asgi())),
+    path("ws/workflows/<uuid:workflow_id>/", SessionUserMiddleware(WorkflowEventsConsumer.as_asgi())),
 ]
