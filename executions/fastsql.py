@@ -198,6 +198,48 @@ def write_all(
     execute_all(statements)
 
 
+def _insert_sql(model: type[Model], rows: Sequence[Model], returning_pk: bool) -> tuple[Statement, list[Field]]:
+    """INSERT of new rows with every concrete field (auto_now_add applied), serial keys left to the database."""
+    fields = [f for f in _fields(model) if not (f.primary_key and returning_pk)]
+    params: list[Any] = []
+    for row in rows:
+        for f in fields:
+            params.append(f.get_db_prep_save(f.pre_save(row, True), connection))
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    cols = ", ".join(f'"{f.column}"' for f in fields)
+    pk = model._meta.pk
+    assert pk is not None
+    sql = f'INSERT INTO "{model._meta.db_table}" ({cols}) VALUES {", ".join([one] * len(rows))}'
+    if returning_pk:
+        sql += f' RETURNING "{pk.column}"'
+    return (sql, params), fields
+
+
+def insert_run(run: Run, node_runs: Sequence[NodeRun]) -> None:
+    """Insert a new run and its node runs (their ids are set on the objects): one round trip on PostgreSQL."""
+    if not _pg() or not node_runs or len(node_runs) > 2000:
+        run.save(force_insert=True)
+        created = NodeRun.objects.bulk_create(list(node_runs), batch_size=1000)
+        for obj, made in zip(node_runs, created):
+            obj.pk = made.pk
+        return
+    (run_sql, run_params), _ = _insert_sql(Run, [run], returning_pk=False)
+    (nr_sql, nr_params), _ = _insert_sql(NodeRun, node_runs, returning_pk=True)
+    with connection.cursor() as cur:
+        cur.execute(f"{run_sql};\n{nr_sql}", run_params + nr_params)
+        cur.nextset()
+        ids = [row[0] for row in cur.fetchall()]
+    if len(ids) != len(node_runs):  # pragma: no cover - PostgreSQL returns one id per VALUES row
+        raise RuntimeError("node run insert returned the wrong number of ids")
+    # PostgreSQL's RETURNING of a multi-row VALUES insert follows the VALUES order (Django's bulk_create relies on it too).
+    for obj, pk in zip(node_runs, ids):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = connection.alias
+    run._state.adding = False
+    run._state.db = connection.alias
+
+
 @cache
 def _node_runs_sql() -> str:
     cols = ", ".join(f'"{f.column}"' for f in _fields(NodeRun))

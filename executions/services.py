@@ -233,7 +233,7 @@ def run_start(
         max_parallel = settings.ZYRA_DEFAULT_MAX_PARALLEL
     try:
         with transaction.atomic():
-            run = Run.objects.create(
+            run = Run(
                 workflow=workflow,
                 version=version,
                 owner=workflow.owner,
@@ -262,12 +262,12 @@ def run_start(
                         active_in=1 if roots else 0,
                     )
                 )
-            created = NodeRun.objects.bulk_create(rows)
+            fastsql.insert_run(run, rows)
             # The new row is invisible to everyone else until commit: no lock needed.
             tx = RunTx(run)
             tx.event("run.queued", data={"status": "queued", "trigger": trigger})
-            if _may_start(run):
-                _activate(tx, graph, [nr for nr in created if nr.pending_deps == 0])
+            if _may_start(run, wf_limit=workflow.max_concurrent_runs or 0):
+                _activate(tx, graph, [nr for nr in rows if nr.pending_deps == 0])
             else:
                 log.info("executions.run_waiting", extra={"run_id": str(run.id), "workflow_id": str(workflow.id)})
             tx.flush(RUN_FIELDS)
@@ -297,14 +297,18 @@ def _limits(run: Run) -> tuple[int, int]:
     return int(wf_limit), int(settings.ZYRA_MAX_RUNS_PER_USER)
 
 
-def _may_start(run: Run) -> bool:
+def _may_start(run: Run, wf_limit: int | None = None) -> bool:
     """Whether a queued run may start now under its workflow's and its owner's concurrent-run limits.
 
     Enforced by the database across all processes: the workflow (and owner) rows
     are locked while running runs are counted, so two starts cannot both take
-    the last slot. Runs that wait start in creation order.
+    the last slot. Runs that wait start in creation order. ``wf_limit``: the
+    workflow's limit when the caller has just read it (a start), else read here.
     """
-    wf_limit, user_limit = _limits(run)
+    if wf_limit is None:
+        wf_limit, user_limit = _limits(run)
+    else:
+        user_limit = int(settings.ZYRA_MAX_RUNS_PER_USER)
     if not wf_limit and not user_limit:
         return True
     from django.contrib.auth import get_user_model
