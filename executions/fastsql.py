@@ -240,6 +240,19 @@ def insert_run(run: Run, node_runs: Sequence[NodeRun]) -> None:
     run._state.db = connection.alias
 
 
+def run_id_by_key(workflow_id: Any, idempotency_key: str) -> Any:
+    """The id of the workflow's run started with this idempotency key, or None (the start path's check)."""
+    if not _pg():
+        return Run.objects.filter(workflow_id=workflow_id, idempotency_key=idempotency_key).values_list("id", flat=True).first()
+    with connection.cursor() as cur:
+        cur.execute(
+            f'SELECT "id" FROM "{Run._meta.db_table}" WHERE "workflow_id" = %s AND "idempotency_key" = %s LIMIT 1',
+            [workflow_id, idempotency_key],
+        )
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
 @cache
 def _node_runs_sql() -> str:
     cols = ", ".join(f'"{f.column}"' for f in _fields(NodeRun))

@@ -215,9 +215,9 @@ def run_start(
                 "idempotency_key must be 1..200 characters.",
                 [ErrorDetail("/idempotency_key", "invalid", "1..200 characters")],
             )
-        existing = Run.objects.filter(workflow=workflow, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing
+        existing_id = fastsql.run_id_by_key(workflow.pk, idempotency_key)
+        if existing_id is not None:
+            return Run.objects.get(id=existing_id)
     version = version or workflow.current_version
     if version is None:
         raise ZyraError("no_version", "the workflow has no version to run.", [], 409)
