@@ -11,7 +11,8 @@ the HTTP target is a threaded server in this process, workers are ``celery worke
 processes (the first one also runs beat, so the sweeper is live).
 
 Printed: runs/s (first submission to last run finished), node hand-off p50/p95
-(``NodeRun.dispatched_at`` -> ``attempts[0].started_at``, first-attempt nodes), API p95 (client-side),
+(``NodeRun.dispatched_at`` -> ``NodeRun.started_at``, first-attempt nodes; microseconds, where the
+attempt history keeps milliseconds), API p95 (client-side),
 peak PostgreSQL connections to the bench database (pg_stat_activity, polled every 100 ms),
 worker peak RSS (/proc, each worker with its children), peak runs in flight (queued or running).
 The last line is one JSON object.
@@ -331,17 +332,17 @@ def main() -> None:
             handoff = [
                 float(r[0])
                 for r in conn.execute(
-                    "SELECT extract(epoch FROM ((n.attempts->0->>'started_at')::timestamptz - n.dispatched_at)) * 1000 "
+                    "SELECT extract(epoch FROM (n.started_at - n.dispatched_at)) * 1000 "
                     "FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
-                    "WHERE r.workflow_id = %s AND n.attempt = 1 AND n.dispatched_at IS NOT NULL AND jsonb_array_length(n.attempts) > 0",
+                    "WHERE r.workflow_id = %s AND n.attempt = 1 AND n.dispatched_at IS NOT NULL AND n.started_at IS NOT NULL",
                     (str(wf.id),),
                 ).fetchall()
             ]
             by_node = conn.execute(
                 "SELECT n.node_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY h), percentile_cont(0.95) WITHIN GROUP (ORDER BY h) "
-                "FROM (SELECT n.node_id, extract(epoch FROM ((n.attempts->0->>'started_at')::timestamptz - n.dispatched_at)) * 1000 AS h "
+                "FROM (SELECT n.node_id, extract(epoch FROM (n.started_at - n.dispatched_at)) * 1000 AS h "
                 "      FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
-                "      WHERE r.workflow_id = %s AND n.attempt = 1 AND jsonb_array_length(n.attempts) > 0) n GROUP BY 1 ORDER BY 1",
+                "      WHERE r.workflow_id = %s AND n.attempt = 1 AND n.started_at IS NOT NULL) n GROUP BY 1 ORDER BY 1",
                 (str(wf.id),),
             ).fetchall()
             node_counts: dict[str, int] = dict(
