@@ -183,9 +183,19 @@ def insert_event_statements(events: Sequence[RunEvent]) -> list[Statement]:
 
 
 def write_all(
-    node_rows: Sequence[NodeRun], node_fields: Sequence[str], run: Run, run_fields: Sequence[str], events: Sequence[RunEvent]
+    node_rows: Sequence[NodeRun],
+    node_fields: Sequence[str],
+    run: Run,
+    run_fields: Sequence[str],
+    events: Sequence[RunEvent],
+    commit: bool = False,
 ) -> None:
-    """A bookkeeping transaction's writes (node runs, the run, its events) in one round trip on PostgreSQL."""
+    """A bookkeeping transaction's writes (node runs, the run, its events) in one round trip on PostgreSQL.
+
+    ``commit``: also COMMIT in that round trip when the caller's ``atomic``
+    block is the outermost one and ends next (Django's commit is then a no-op:
+    psycopg skips COMMIT on an idle connection; on_commit hooks run as usual).
+    """
     if not _pg():
         update_rows(NodeRun, node_rows, node_fields)
         update_rows(Run, [run], run_fields)
@@ -195,7 +205,14 @@ def write_all(
     statements += update_statements(Run, [run], run_fields)
     if events:
         statements += insert_event_statements(events)
+    if commit and statements and _outermost_atomic():
+        statements.append(("COMMIT", []))
     execute_all(statements)
+
+
+def _outermost_atomic() -> bool:
+    """Inside exactly one ``atomic`` block, with no savepoint: its end is the transaction's end."""
+    return connection.in_atomic_block and len(connection.atomic_blocks) == 1 and not connection.savepoint_ids
 
 
 def _insert_sql(model: type[Model], rows: Sequence[Model], returning_pk: bool) -> tuple[Statement, list[Field]]:

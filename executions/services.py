@@ -449,7 +449,7 @@ def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
         tx = RunTx(run)
         claim = _claim_locked(tx, graph, nr)
         tx.touch(nr)
-        tx.flush([], CLAIM_FIELDS)
+        tx.flush([], CLAIM_FIELDS, commit=True)
     return claim
 
 
@@ -581,7 +581,7 @@ def node_complete_and_claim(
             changed += _handle_error(tx, graph, nr, result, evaluate)
         tx.touch(*changed)
         claim = _claim_next_inline(tx, graph, claim_queue) if claim_queue else None
-        tx.flush(RUN_FIELDS)
+        tx.flush(RUN_FIELDS, commit=True)
     return True, claim
 
 
