@@ -105,10 +105,9 @@ def update_rows(model: type[Model], rows: Sequence[Model], field_names: Iterable
     execute_all(update_statements(model, rows, names))
 
 
-def update_statements(model: type[Model], rows: Sequence[Model], names: Sequence[str]) -> list[Statement]:
-    """The statements of ``update_rows`` (PostgreSQL), to send together with others."""
-    if not rows or not names:
-        return []
+@cache
+def _update_shape(model: type[Model], names: tuple[str, ...]) -> tuple[list[Field], list[str], str, str]:
+    """Fields, their SQL casts, the key's cast and the SET list of an update of these fields (per model and names)."""
     by_name = _by_name(model)
     fields = [by_name[name] for name in names]
     pk = model._meta.pk
@@ -118,6 +117,16 @@ def update_statements(model: type[Model], rows: Sequence[Model], names: Sequence
     if pk_cast == "bigserial":
         pk_cast = "bigint"
     cols = ", ".join(f'"{f.column}" = v."c{i}"' for i, f in enumerate(fields))
+    return fields, casts, pk_cast, cols
+
+
+def update_statements(model: type[Model], rows: Sequence[Model], names: Sequence[str]) -> list[Statement]:
+    """The statements of ``update_rows`` (PostgreSQL), to send together with others."""
+    if not rows or not names:
+        return []
+    fields, casts, pk_cast, cols = _update_shape(model, tuple(names))
+    pk = model._meta.pk
+    assert pk is not None
     statements: list[Statement] = []
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
