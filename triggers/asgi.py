@@ -132,8 +132,8 @@ def _first_step(token: str, headers: Any, content_length: str | None, body: byte
 class WebhookIntake:
     """ASGI middleware in front of the Django application."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, app: Any) -> None:
+        self.app: App = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = _applies(scope)

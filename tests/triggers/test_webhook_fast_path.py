@@ -297,8 +297,8 @@ def test_hand_written_lookup_matches_the_orm_one(user: Any, other_user: Any) -> 
         assert {f.attname: getattr(a, f.attname) for f in type(a)._meta.concrete_fields} == {
             f.attname: getattr(b, f.attname) for f in type(b)._meta.concrete_fields
         }
-    version = fast.endpoint.workflow.current_version
-    assert version is not None and version.definition == slow.endpoint.workflow.current_version.definition
+    version, slow_version = fast.endpoint.workflow.current_version, slow.endpoint.workflow.current_version
+    assert version is not None and slow_version is not None and version.definition == slow_version.definition
     assert fast.endpoint.workflow.owner.pk == user.pk
     # Inactive endpoint, archived workflow, unknown token: nothing.
     ep.workflow.is_active = False
