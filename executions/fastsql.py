@@ -9,12 +9,15 @@ Semantics are unchanged: same rows, same values, same locks.
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Iterable, Sequence
+from datetime import date, datetime
 from functools import cache
 from typing import Any
 
 from django.db import connection
-from django.db.models import Field, Model
+from django.db.models import Field, JSONField, Model
 
 from executions.models import NodeRun, Run, RunEvent
 
@@ -106,46 +109,49 @@ def update_rows(model: type[Model], rows: Sequence[Model], field_names: Iterable
 
 
 @cache
-def _update_shape(model: type[Model], names: tuple[str, ...]) -> tuple[list[Field], list[str], str, str]:
-    """Fields, their SQL casts, the key's cast and the SET list of an update of these fields (per model and names)."""
+def _update_sql(model: type[Model], names: tuple[str, ...]) -> tuple[list[Field], str]:
+    """An UPDATE of these fields for rows given as one JSON array (per model and field list).
+
+    One parameter instead of one per field and row: psycopg caches the parse
+    of a short query with few parameters, and json.dumps encodes the values.
+    """
     by_name = _by_name(model)
     fields = [by_name[name] for name in names]
     pk = model._meta.pk
     assert pk is not None
-    casts = [f.db_type(connection) or "text" for f in fields]
     pk_cast = pk.db_type(connection) or "bigint"
     if pk_cast == "bigserial":
         pk_cast = "bigint"
     cols = ", ".join(f'"{f.column}" = v."c{i}"' for i, f in enumerate(fields))
-    return fields, casts, pk_cast, cols
+    types = ", ".join([f'"pk" {pk_cast}', *[f'"c{i}" {f.db_type(connection) or "text"}' for i, f in enumerate(fields)]])
+    sql = f'UPDATE "{model._meta.db_table}" AS t SET {cols} FROM jsonb_to_recordset(%s::jsonb) AS v({types}) WHERE t."{pk.column}" = v."pk"'
+    return fields, sql
+
+
+def _json_value(field: Field, value: Any) -> Any:
+    """A field's Python value as JSON for jsonb_to_recordset (NULL stays NULL, as the ORM stores it)."""
+    if value is None or isinstance(field, JSONField):
+        return value
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
 
 
 def update_statements(model: type[Model], rows: Sequence[Model], names: Sequence[str]) -> list[Statement]:
     """The statements of ``update_rows`` (PostgreSQL), to send together with others."""
     if not rows or not names:
         return []
-    fields, casts, pk_cast, cols = _update_shape(model, tuple(names))
-    pk = model._meta.pk
-    assert pk is not None
-    statements: list[Statement] = []
-    for start in range(0, len(rows), 500):
-        chunk = rows[start : start + 500]
-        params: list[Any] = []
-        tuples = []
-        for row in chunk:
-            parts = [f"%s::{pk_cast}"]
-            params.append(pk.get_db_prep_value(row.pk, connection))
-            for f, cast in zip(fields, casts):
-                parts.append(f"%s::{cast}")
-                params.append(f.get_db_prep_save(getattr(row, f.attname), connection))
-            tuples.append("(" + ", ".join(parts) + ")")
-        names_sql = ", ".join(["pk", *[f'"c{i}"' for i in range(len(fields))]])
-        sql = (
-            f'UPDATE "{model._meta.db_table}" AS t SET {cols} FROM (VALUES {", ".join(tuples)}) AS v({names_sql}) '
-            f'WHERE t."{pk.column}" = v.pk'
-        )
-        statements.append((sql, params))
-    return statements
+    fields, sql = _update_sql(model, tuple(names))
+    keyed = [(f"c{i}", f, f.attname) for i, f in enumerate(fields)]
+    records = []
+    for row in rows:
+        record = {"pk": str(row.pk) if isinstance(row.pk, uuid.UUID) else row.pk}
+        for key, f, attname in keyed:
+            record[key] = _json_value(f, getattr(row, attname))
+        records.append(record)
+    return [(sql, [json.dumps(records, separators=(",", ":"))])]
 
 
 def execute_all(statements: Sequence[Statement]) -> None:
@@ -162,10 +168,13 @@ def execute_all(statements: Sequence[Statement]) -> None:
 
 
 @cache
-def _event_insert_prefix() -> tuple[str, tuple[Field, ...]]:
+def _event_insert_sql() -> tuple[str, tuple[Field, ...]]:
     fields = tuple(f for f in _fields(RunEvent) if not f.primary_key)
     cols = ", ".join(f'"{f.column}"' for f in fields)
-    return f'INSERT INTO "{RunEvent._meta.db_table}" ({cols}) VALUES ', fields
+    names = ", ".join(f'v."c{i}"' for i in range(len(fields)))
+    types = ", ".join(f'"c{i}" {f.db_type(connection) or "text"}' for i, f in enumerate(fields))
+    sql = f'INSERT INTO "{RunEvent._meta.db_table}" ({cols}) SELECT {names} FROM jsonb_to_recordset(%s::jsonb) AS v({types})'
+    return sql, fields
 
 
 def insert_events(events: Sequence[RunEvent]) -> None:
@@ -178,17 +187,10 @@ def insert_events(events: Sequence[RunEvent]) -> None:
 
 
 def insert_event_statements(events: Sequence[RunEvent]) -> list[Statement]:
-    prefix, fields = _event_insert_prefix()
-    statements: list[Statement] = []
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    for start in range(0, len(events), 500):
-        chunk = events[start : start + 500]
-        params: list[Any] = []
-        for ev in chunk:
-            for f in fields:
-                params.append(f.get_db_prep_save(getattr(ev, f.attname), connection))
-        statements.append((prefix + ", ".join([one] * len(chunk)), params))
-    return statements
+    sql, fields = _event_insert_sql()
+    keyed = [(f"c{i}", f, f.attname) for i, f in enumerate(fields)]
+    records = [{key: _json_value(f, getattr(ev, attname)) for key, f, attname in keyed} for ev in events]
+    return [(sql, [json.dumps(records, separators=(",", ":"))])]
 
 
 def write_all(
@@ -277,6 +279,47 @@ def run_id_by_key(workflow_id: Any, idempotency_key: str) -> Any:
         )
         row = cur.fetchone()
     return row[0] if row else None
+
+
+def claim_precheck(node_run_id: int, attempt: int, claimable: Sequence[str]) -> bool:
+    """Whether a claim of this attempt may succeed, read without any lock (PostgreSQL; elsewhere: True).
+
+    A message is sent only after the commit that made its attempt claimable,
+    so this read is at least as new as that state; and an attempt that stopped
+    being claimable (claimed, finished, superseded) never becomes claimable
+    again under the same message. A "no" is therefore final and spares the
+    run lock; a "yes" is re-checked under it.
+    """
+    if not _pg():
+        return True
+    with connection.cursor() as cur:
+        cur.execute(
+            f'SELECT n."status", n."attempt", r."status" FROM "{NodeRun._meta.db_table}" n '
+            f'JOIN "{Run._meta.db_table}" r ON r."id" = n."run_id" WHERE n."id" = %s',
+            [node_run_id],
+        )
+        row = cur.fetchone()
+    return row is not None and row[2] == "running" and row[1] == attempt and row[0] in claimable
+
+
+def queued_sibling(run_id: Any, queue: str, exclude: Sequence[int]) -> NodeRun | None:
+    """A queued node run of this run on this queue (lowest topological index), not among ``exclude``.
+
+    Called under the run's row lock: what it returns cannot be claimed by anyone else meanwhile.
+    """
+    if not _pg():
+        return (
+            NodeRun.objects.filter(run_id=run_id, status="queued", queue=queue).exclude(id__in=list(exclude)).order_by("topo_index").first()
+        )
+    cols = ", ".join(f'"{f.column}"' for f in _fields(NodeRun))
+    with connection.cursor() as cur:
+        cur.execute(
+            f'SELECT {cols} FROM "{NodeRun._meta.db_table}" WHERE "run_id" = %s AND "status" = %s AND "queue" = %s '
+            f'AND NOT ("id" = ANY(%s)) ORDER BY "topo_index" LIMIT 1',
+            [run_id, "queued", queue, list(exclude)],
+        )
+        row = cur.fetchone()
+    return _from_db(NodeRun, row) if row else None
 
 
 @cache

@@ -431,6 +431,9 @@ class Claim:
 
 def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
     """Move a node from queued/deferred/retrying to running for this attempt; None if not ours to run."""
+    if not fastsql.claim_precheck(node_run_id, attempt, _CLAIMABLE):
+        # Already claimed (e.g. taken by a thread that finished a sibling), finished or superseded.
+        return None
     with transaction.atomic():
         nr = _lock_node(node_run_id)
         if nr is None:
@@ -495,7 +498,16 @@ def _claim_next_inline(tx: RunTx, graph: Graph, queue: str) -> Claim | None:
         claim = _claim_locked(tx, graph, nr)
         claim.known = {row.node_id: (row.status, row.output) for row in tx.dirty.values() if row.status in NODE_TERMINAL}
         return claim
-    return None
+    if not settings.ZYRA_INLINE_SIBLINGS:
+        return None
+    # No successor became ready: take a sibling that is queued and waiting for a worker (a fan-out's
+    # other branches). Its message finds it running and does nothing (node_claim's pre-check).
+    sibling = fastsql.queued_sibling(tx.run.id, queue, list(tx.dirty))
+    if sibling is None:
+        return None
+    sibling.run = tx.run
+    tx.touch(sibling)
+    return _claim_locked(tx, graph, sibling)
 
 
 # --------------------------------------------------------------------------- completion

@@ -150,3 +150,51 @@ def process_group(django_db_setup: Any, django_db_blocker: Any, transactional_db
     group = ProcessGroup(db_name)
     yield group
     group.stop_all()
+
+
+@pytest.fixture
+def no_foreign_sweeper(request: pytest.FixtureRequest, transactional_db: Any) -> Iterator[None]:
+    """Pause the suite's shared worker (beat: sweeper, schedules) for this test, if a test started it.
+
+    It runs beat, so it sweeps this same database every two seconds and would
+    re-send what it finds into its own broker: a test that counts what the
+    sweepers do must be the only sweeper. SIGSTOP, not a kill, so it carries
+    on afterwards; never while one of its transactions is open (it would
+    hold row locks while frozen).
+    """
+    import os
+    import signal
+    import time
+
+    from django.db import connection
+
+    defs = request._fixturemanager.getfixturedefs("_worker_group", request.node) or []
+    cached = defs[-1].cached_result if defs else None
+    group = cached[0] if cached is not None else None
+    pids = [p.pid for p in group.procs.values() if p.poll() is None] if isinstance(group, ProcessGroup) else []
+
+    def open_transactions() -> int:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend' AND state <> 'idle'"
+            )
+            return int(cur.fetchone()[0])
+
+    def signal_all(sig: int) -> None:
+        for pid in pids:
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    for _ in range(50):
+        signal_all(signal.SIGSTOP)
+        if not pids or open_transactions() == 0:
+            break
+        signal_all(signal.SIGCONT)
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        signal_all(signal.SIGCONT)

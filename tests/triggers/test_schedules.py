@@ -118,7 +118,8 @@ def test_failed_start_spends_the_tick(user: Any) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_firing_claims_each_row_once(user: Any) -> None:
+def test_concurrent_firing_claims_each_row_once(user: Any, no_foreign_sweeper: None) -> None:
+    # The suite's shared worker runs beat, which would fire these due schedules too.
     workflows = [scheduled(user, interval_s=3600) for _ in range(5)]
     for wf in workflows:
         services.schedule_sync(wf)

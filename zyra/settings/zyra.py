@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zyra.env import env_features, env_float, env_int, env_str
+from zyra.env import env_bool, env_features, env_float, env_int, env_str
 
 # Feature flags: ZYRA_FEATURES="parallel=on,circuit_breaker=off".
 ZYRA_FEATURES = env_features(
@@ -52,3 +52,6 @@ ZYRA_RETENTION_INTERVAL_S = env_float("ZYRA_RETENTION_INTERVAL_S", 3600.0)
 # just finished itself (claimed through the database like any attempt) before going
 # back through the broker. 0 = every hand-off goes through the broker.
 ZYRA_INLINE_HANDOFFS = env_int("ZYRA_INLINE_HANDOFFS", 64)
+# With no successor ready, a worker thread that finished a node also takes a queued sibling of the same
+# run and queue (its message then finds it claimed): a fan-out needs one locked transaction per node, not two.
+ZYRA_INLINE_SIBLINGS = env_bool("ZYRA_INLINE_SIBLINGS", True)
