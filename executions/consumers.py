@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -258,6 +259,14 @@ class _EventStream(AsyncWebsocketConsumer):
             self._buffer.extend(events)
         self._wake.set()
 
+    async def _send_wires(self, wires: list[dict[str, Any]], batch_frame: Callable[[list[dict[str, Any]]], str]) -> None:
+        """Send events: one batch frame (``?batch=1``), else one frame per event."""
+        if self.batch:
+            await self.send_text(batch_frame(wires))
+        else:
+            for wire in wires:
+                await self.send_text(wire["text"])
+
     def start_writer(self) -> None:
         self._writer = asyncio.ensure_future(self._write_forever())
 
@@ -393,11 +402,7 @@ class RunEventsConsumer(_EventStream):
                 last = wire["seq"]
         if not ready or self.closed:
             return
-        if self.batch:
-            await self.send_text(fanout.frame_text(ready))
-        else:
-            for wire in ready:
-                await self.send_text(wire["text"])
+        await self._send_wires(ready, fanout.frame_text)
         self.last_seq = last
         for wire in ready:
             if wire["type"] in broadcast.RUN_TERMINAL_EVENTS:
@@ -488,8 +493,4 @@ class WorkflowEventsConsumer(_EventStream):
             fresh.append(wire)
         if not fresh:
             return
-        if self.batch:
-            await self.send_text(fanout.batch_text(fresh))
-        else:
-            for wire in fresh:
-                await self.send_text(wire["text"])
+        await self._send_wires(fresh, fanout.batch_text)

@@ -37,9 +37,15 @@ def _by_name(model: type[Model]) -> dict[str, Field]:
 
 
 @cache
+def _columns(model: type[Model]) -> str:
+    """The quoted column list of a model, in ``_fields`` order (what ``_from_db`` reads back)."""
+    return ", ".join(f'"{f.column}"' for f in _fields(model))
+
+
+@cache
 def _lock_node_sql() -> tuple[str, str]:
-    r_cols = ", ".join(f'"{f.column}"' for f in _fields(Run))
-    n_cols = ", ".join(f'"{f.column}"' for f in _fields(NodeRun))
+    r_cols = _columns(Run)
+    n_cols = _columns(NodeRun)
     lock = (
         f'SELECT {r_cols} FROM "{Run._meta.db_table}" WHERE "id" = '
         f'(SELECT "run_id" FROM "{NodeRun._meta.db_table}" WHERE "id" = %s) FOR UPDATE'
@@ -144,10 +150,12 @@ def update_statements(model: type[Model], rows: Sequence[Model], names: Sequence
     if not rows or not names:
         return []
     fields, sql = _update_sql(model, tuple(names))
+    pk = model._meta.pk
+    assert pk is not None
     keyed = [(f"c{i}", f, f.attname) for i, f in enumerate(fields)]
     records = []
     for row in rows:
-        record = {"pk": str(row.pk) if isinstance(row.pk, uuid.UUID) else row.pk}
+        record = {"pk": _json_value(pk, row.pk)}
         for key, f, attname in keyed:
             record[key] = _json_value(f, getattr(row, attname))
         records.append(record)
@@ -311,10 +319,9 @@ def queued_sibling(run_id: Any, queue: str, exclude: Sequence[int]) -> NodeRun |
         return (
             NodeRun.objects.filter(run_id=run_id, status="queued", queue=queue).exclude(id__in=list(exclude)).order_by("topo_index").first()
         )
-    cols = ", ".join(f'"{f.column}"' for f in _fields(NodeRun))
     with connection.cursor() as cur:
         cur.execute(
-            f'SELECT {cols} FROM "{NodeRun._meta.db_table}" WHERE "run_id" = %s AND "status" = %s AND "queue" = %s '
+            f'SELECT {_columns(NodeRun)} FROM "{NodeRun._meta.db_table}" WHERE "run_id" = %s AND "status" = %s AND "queue" = %s '
             f'AND NOT ("id" = ANY(%s)) ORDER BY "topo_index" LIMIT 1',
             [run_id, "queued", queue, list(exclude)],
         )
@@ -324,8 +331,7 @@ def queued_sibling(run_id: Any, queue: str, exclude: Sequence[int]) -> NodeRun |
 
 @cache
 def _node_runs_sql() -> str:
-    cols = ", ".join(f'"{f.column}"' for f in _fields(NodeRun))
-    return f'SELECT {cols} FROM "{NodeRun._meta.db_table}" WHERE "run_id" = %s AND "node_id" = ANY(%s)'
+    return f'SELECT {_columns(NodeRun)} FROM "{NodeRun._meta.db_table}" WHERE "run_id" = %s AND "node_id" = ANY(%s)'
 
 
 def node_runs(run_id: Any, node_ids: Sequence[str]) -> list[NodeRun]:

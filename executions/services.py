@@ -290,10 +290,12 @@ def _run_timeout_s(graph: Graph) -> float:
     return float(timeout_s)
 
 
-def _limits(run: Run) -> tuple[int, int]:
-    from workflows.models import Workflow
+def _limits(run: Run, wf_limit: int | None = None) -> tuple[int, int]:
+    """(the workflow's concurrent-run limit, the per-user one); ``wf_limit`` when the caller just read it."""
+    if wf_limit is None:
+        from workflows.models import Workflow
 
-    wf_limit = Workflow.objects.filter(id=run.workflow_id).values_list("max_concurrent_runs", flat=True).first() or 0
+        wf_limit = Workflow.objects.filter(id=run.workflow_id).values_list("max_concurrent_runs", flat=True).first() or 0
     return int(wf_limit), int(settings.ZYRA_MAX_RUNS_PER_USER)
 
 
@@ -305,10 +307,7 @@ def _may_start(run: Run, wf_limit: int | None = None) -> bool:
     the last slot. Runs that wait start in creation order. ``wf_limit``: the
     workflow's limit when the caller has just read it (a start), else read here.
     """
-    if wf_limit is None:
-        wf_limit, user_limit = _limits(run)
-    else:
-        user_limit = int(settings.ZYRA_MAX_RUNS_PER_USER)
+    wf_limit, user_limit = _limits(run, wf_limit)
     if not wf_limit and not user_limit:
         return True
     from django.contrib.auth import get_user_model
@@ -498,8 +497,8 @@ def _claim_next_inline(tx: RunTx, graph: Graph, queue: str) -> Claim | None:
         claim = _claim_locked(tx, graph, nr)
         claim.known = {row.node_id: (row.status, row.output) for row in tx.dirty.values() if row.status in NODE_TERMINAL}
         return claim
-    if not settings.ZYRA_INLINE_SIBLINGS:
-        return None
+    if not settings.ZYRA_INLINE_SIBLINGS or tx.run.in_flight <= 0:
+        return None  # (nothing in flight: no node of this run is queued, no query needed)
     # No successor became ready: take a sibling that is queued and waiting for a worker (a fan-out's
     # other branches). Its message finds it running and does nothing (node_claim's pre-check).
     sibling = fastsql.queued_sibling(tx.run.id, queue, list(tx.dirty))

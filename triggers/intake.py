@@ -19,6 +19,7 @@ from django.db import close_old_connections, connections
 
 from triggers import services
 from triggers.selectors import DeliveryTarget
+from zyra.errors import ErrorDetail, ZyraError
 
 log = logging.getLogger("triggers.intake")
 T = TypeVar("T")
@@ -32,8 +33,8 @@ class Outcome:
 
 
 def error(status: int, code: str, message: str, path: str = "", headers: dict[str, str] | None = None) -> Outcome:
-    body = {"error": {"code": code, "message": message, "details": [{"path": path, "code": code, "message": message}] if path else []}}
-    return Outcome(status, body, dict(headers or {}))
+    details = [ErrorDetail(path, code, message)] if path else []
+    return Outcome(status, ZyraError(code, message, details, status).as_dict(), dict(headers or {}))
 
 
 def busy() -> Outcome:
@@ -41,8 +42,7 @@ def busy() -> Outcome:
 
 
 def server_error() -> Outcome:
-    # zyra.health.server_error's shape.
-    return Outcome(500, {"error": {"code": "server_error", "message": "Internal error.", "details": []}})
+    return error(500, "server_error", "Internal error.")  # zyra.health.server_error's answer
 
 
 def _rejected(exc: services.Rejected, target: DeliveryTarget | None) -> Outcome:

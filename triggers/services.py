@@ -324,6 +324,10 @@ def webhook_check_rate(*, endpoint: WebhookEndpoint) -> None:
         )
 
 
+def _replayed() -> Rejected:
+    return Rejected(409, "replayed_delivery", "this delivery id was already received", "/headers/webhook-id")
+
+
 def _too_large(cap: int) -> Rejected:
     return Rejected(413, "body_too_large", f"the body is over this endpoint's cap of {cap} bytes")
 
@@ -372,13 +376,13 @@ def _delivery_claim(endpoint: WebhookEndpoint, stored_id: str) -> int:
             cur.execute(_CLAIM_SQL, [endpoint.pk, stored_id, timezone.now()])
             row = cur.fetchone()
         if row is None:
-            raise Rejected(409, "replayed_delivery", "this delivery id was already received", "/headers/webhook-id")
+            raise _replayed()
         return int(row[0])
     try:
         with transaction.atomic():
             return int(WebhookDelivery.objects.create(endpoint=endpoint, delivery_id=stored_id).pk)
     except IntegrityError:
-        raise Rejected(409, "replayed_delivery", "this delivery id was already received", "/headers/webhook-id") from None
+        raise _replayed() from None
 
 
 _CLAIM_SQL = f"""
