@@ -1,0 +1,74 @@
+"""Hand-offs without the broker: the transaction that records a node's result claims the next node.
+
+No worker consumes this test's broker: nodes are claimed and completed here,
+as a worker thread would, so each claim and message can be checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from executions import services
+from executions.models import NodeRun, RunEvent
+from tests.executions.recovery.support import RedisServer
+from tests.support.factories import edge, http, make_workflow, node
+
+URL = "http://127.0.0.1:9/never"  # never called: results are recorded by hand
+
+
+def _fan(user: Any) -> tuple[Any, dict[str, NodeRun]]:
+    d = {
+        "nodes": [http("start", URL), http("a", URL), http("b", URL), node("join", "MERGE")],
+        "edges": [edge("start", "a"), edge("start", "b"), edge("a", "join"), edge("b", "join")],
+    }
+    run = services.run_start(workflow=make_workflow(user, d), inputs={}, user=user)
+    return run, {nr.node_id: nr for nr in NodeRun.objects.filter(run=run)}
+
+
+def _done(nr: NodeRun, output: Any, queue: str | None) -> services.Claim | None:
+    ok, nxt = services.node_complete_and_claim(
+        node_run_id=nr.id, attempt=1, result=services.Result(kind="success", output=output), claim_queue=queue
+    )
+    assert ok
+    return nxt
+
+
+def test_a_successor_then_a_queued_sibling_are_claimed_in_the_completing_commit(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any
+) -> None:
+    run, rows = _fan(user)
+    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
+
+    # start's result makes a and b ready: a is claimed for this thread in the same commit, b gets a message.
+    claim_a = _done(rows["start"], {"x": 1}, "io")
+    assert claim_a is not None and claim_a.node_run.node_id == "a"
+    assert claim_a.known["start"] == ("succeeded", {"x": 1})  # the predecessor's output came with the claim
+    a = NodeRun.objects.get(id=rows["a"].id)
+    assert (a.status, a.attempt, a.started_at) == ("running", 1, NodeRun.objects.get(id=rows["start"].id).finished_at)
+    sent = [tuple(m["args"]) for m in rec_broker.queued_messages()]
+    assert (rows["b"].id, 1) in sent and (rows["a"].id, 1) not in sent
+
+    # a's result makes nothing ready (join waits for b): the thread takes b, still queued, instead.
+    claim_b = _done(rows["a"], {"y": 2}, "io")
+    assert claim_b is not None and claim_b.node_run.node_id == "b"
+    assert NodeRun.objects.get(id=rows["b"].id).status == "running"
+    # b's message then finds it taken and does nothing.
+    assert services.node_claim(node_run_id=rows["b"].id, attempt=1) is None
+    assert RunEvent.objects.filter(run=run, type="node.started", node_id="b").count() == 1
+
+    # b's result makes join ready; it is on the cpu queue, so it goes by message and no claim comes back.
+    assert _done(rows["b"], {"z": 3}, "io") is None
+    assert NodeRun.objects.get(id=rows["join"].id).status == "queued"
+
+
+def test_without_inline_siblings_the_sibling_waits_for_its_message(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any, settings: Any
+) -> None:
+    settings.ZYRA_INLINE_SIBLINGS = False
+    _, rows = _fan(user)
+    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
+    claim_a = _done(rows["start"], {"x": 1}, "io")
+    assert claim_a is not None and claim_a.node_run.node_id == "a"
+    assert _done(rows["a"], {"y": 2}, "io") is None
+    assert NodeRun.objects.get(id=rows["b"].id).status == "queued"
+    assert services.node_claim(node_run_id=rows["b"].id, attempt=1) is not None
