@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -103,3 +104,38 @@ def test_a_backlog_of_undeliverable_broadcasts_is_bounded(monkeypatch: pytest.Mo
     broadcast.publish([payload(run_id, wf_id)])
     assert any("executions.broadcast_dropped" in r.getMessage() for r in caplog.records)
     assert broadcast.flush(1)
+
+
+def test_the_pubsub_layer_is_published_to_by_the_publisher_thread_not_an_event_loop() -> None:
+    run_id, wf_id = str(uuid.uuid4()), str(uuid.uuid4())
+    got = asyncio.run(_subscribe_and_publish([broadcast.run_group(run_id)], [payload(run_id, wf_id)], 1.0))
+    assert [w["seq"] for m in got for w in m["events"]] == [1]
+    publisher = broadcast._publisher
+    assert publisher is not None and publisher.layer is get_channel_layer()
+    assert not broadcast._pending  # nothing went through the event-loop pump
+
+
+def test_what_is_queued_together_goes_out_as_one_message_per_group_in_seq_order() -> None:
+    run_id, wf_id = str(uuid.uuid4()), str(uuid.uuid4())
+    layer = get_channel_layer()
+    publisher = broadcast._publisher_for(layer)
+    assert publisher is not None
+
+    async def main() -> list[dict[str, Any]]:
+        channel = await layer.new_channel()
+        await layer.group_add(broadcast.run_group(run_id), channel)
+        await asyncio.sleep(0.2)
+        # Two publishes (two committing threads, the later seq first) queued while the thread is busy.
+        batch = broadcast._messages([payload(run_id, wf_id, 5)]) + broadcast._messages(
+            [payload(run_id, wf_id, 3), payload(run_id, wf_id, 4)]
+        )
+        await asyncio.to_thread(publisher._send, batch)
+        got = [await asyncio.wait_for(layer.receive(channel), timeout=2)]
+        with contextlib.suppress(TimeoutError):
+            got.append(await asyncio.wait_for(layer.receive(channel), timeout=0.5))
+        await layer.group_discard(broadcast.run_group(run_id), channel)
+        return got
+
+    got = asyncio.run(main())
+    assert len(got) == 1  # one message for the run group (the workflow group got its own)
+    assert [w["seq"] for w in got[0]["events"]] == [3, 4, 5]
