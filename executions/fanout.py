@@ -95,6 +95,9 @@ class Hub:
         await self.layer.group_discard(group, state.channel)
 
     async def _receive(self, state: _Group) -> None:
+        window = coalesce_s()
+        last_delivery = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 message = await self.layer.receive(state.channel)
@@ -104,14 +107,52 @@ class Hub:
                 log.error("executions.fanout_receive_failed group=%s error=%s", state.name, f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(1.0)
                 continue
-            if message.get("type") != MESSAGE_TYPE:
+            events = _events(message)
+            if window > 0 and loop.time() - last_delivery < window:
+                # A burst: the previous delivery was moments ago. Wait out the window and take
+                # everything that arrived meanwhile, so that every subscriber writes one frame per
+                # window instead of one per broadcast (the per-frame cost is what grows the delay).
+                await asyncio.sleep(last_delivery + window - loop.time())
+                events = events + await self._drain(state)
+            last_delivery = loop.time()
+            if not events:
                 continue
-            events = message.get("events") or []
             for subscriber in list(state.subscribers):
                 try:
                     subscriber.deliver(events)
                 except Exception:  # noqa: BLE001 - one broken subscriber must not starve the others
                     log.exception("executions.fanout_deliver_failed group=%s", state.name)
+
+    async def _drain(self, state: _Group) -> list[dict[str, Any]]:
+        """The events of the broadcasts already received for ``state`` (without waiting for more)."""
+        queue = _layer_queue(self.layer, state.channel)
+        events: list[dict[str, Any]] = []
+        while queue is not None and not queue.empty():
+            # receive() returns at once when its queue holds a message (it only waits on an empty one).
+            events += _events(await self.layer.receive(state.channel))
+        return events
+
+
+def _events(message: dict[str, Any]) -> list[dict[str, Any]]:
+    if message.get("type") != MESSAGE_TYPE:
+        return []
+    return list(message.get("events") or [])
+
+
+def _layer_queue(layer: Any, channel: str) -> asyncio.Queue[Any] | None:
+    """The local queue a layer keeps for ``channel`` (Redis pub/sub and in-memory layers), if it has one."""
+    try:
+        inner = layer._get_layer() if hasattr(type(layer), "_get_layer") else layer
+        queue = inner.channels.get(channel)
+    except Exception:  # noqa: BLE001 - another layer: no drain, one delivery per broadcast
+        return None
+    return queue if isinstance(queue, asyncio.Queue) else None
+
+
+def coalesce_s() -> float:
+    from django.conf import settings
+
+    return max(0.0, float(getattr(settings, "ZYRA_WS_COALESCE_MS", 25))) / 1000.0
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

@@ -114,3 +114,44 @@ def test_batch_frame_is_the_events_in_order_and_built_once_per_range() -> None:
     assert body["events"] == [json.loads(w["text"]) for w in wires]
     assert fanout.frame_text([dict(w) for w in wires]) is text  # shared by subscribers sending the same range
     assert fanout.frame_text(wires[:2]) is not text
+
+
+async def _burst(layer: Any) -> list[list[int]]:
+    """One broadcast after a quiet spell, then three in quick succession (a run's burst)."""
+    run_id = str(uuid.uuid4())
+    group = broadcast.run_group(run_id)
+    hub = fanout.Hub(layer)
+    sub = Recorder()
+    await hub.join(group, sub)
+    await asyncio.sleep(0.2)  # the Redis subscription is in place
+    await layer.group_send(group, {"type": broadcast.MESSAGE_TYPE, "events": [wire(run_id, 1)]})
+    await _until(lambda: sub.seqs == [1])
+    for seq in (2, 3, 4):
+        await layer.group_send(group, {"type": broadcast.MESSAGE_TYPE, "events": [wire(run_id, seq)]})
+    await _until(lambda: sub.seqs == [1, 2, 3, 4])
+    await hub.leave(group, sub)
+    return [[w["seq"] for w in batch] for batch in sub.batches]
+
+
+@pytest.mark.parametrize("redis_layer", [True, False], ids=["redis", "in-memory"])
+def test_a_burst_of_broadcasts_is_delivered_once_per_window(redis_layer: bool, settings: Any) -> None:
+    settings.ZYRA_WS_COALESCE_MS = 300  # wide enough that the three sends land inside it on a loaded machine
+    layer = get_channel_layer() if redis_layer else InMemoryChannelLayer()
+    # The first broadcast after a quiet spell goes at once; the burst that follows goes together.
+    assert asyncio.run(_burst(layer)) == [[1], [2, 3, 4]]
+
+
+def test_without_a_window_every_broadcast_is_its_own_delivery(settings: Any) -> None:
+    settings.ZYRA_WS_COALESCE_MS = 0
+
+    async def scenario() -> list[list[int]]:
+        layer = InMemoryChannelLayer()
+        hub = fanout.Hub(layer)
+        sub = Recorder()
+        await hub.join("g", sub)
+        for seq in (1, 2, 3):
+            await layer.group_send("g", {"type": broadcast.MESSAGE_TYPE, "events": [wire("r", seq)]})
+            await _until(lambda seq=seq: sub.seqs[-1:] == [seq])
+        return [[w["seq"] for w in batch] for batch in sub.batches]
+
+    assert asyncio.run(scenario()) == [[1], [2], [3]]
