@@ -6,6 +6,10 @@ as a worker thread would, so each claim and message can be checked.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from executions import services
@@ -72,3 +76,47 @@ def test_without_inline_siblings_the_sibling_waits_for_its_message(
     assert _done(rows["a"], {"y": 2}, "io") is None
     assert NodeRun.objects.get(id=rows["b"].id).status == "queued"
     assert services.node_claim(node_run_id=rows["b"].id, attempt=1) is not None
+
+
+@contextlib.contextmanager
+def _run_locked(run_id: Any, hold_s: float) -> Iterator[None]:
+    """Another connection holds the run's row lock for ``hold_s`` (or until the block ends, if sooner)."""
+    import psycopg
+    from django.db import connection
+
+    s = connection.settings_dict
+    conn = psycopg.connect(host=s["HOST"], port=s["PORT"] or 5432, dbname=s["NAME"], user=s["USER"], password=s["PASSWORD"] or None)
+    conn.execute('SELECT 1 FROM "executions_run" WHERE "id" = %s FOR UPDATE', [run_id])
+    timer = threading.Timer(hold_s, conn.rollback)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        conn.rollback()
+        conn.close()
+
+
+def test_a_message_whose_attempt_is_no_longer_claimable_is_refused_without_waiting_for_the_run_lock(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any
+) -> None:
+    run, rows = _fan(user)
+    start = rows["start"]
+    with _run_locked(run.id, hold_s=3.0):  # a claim that waited for it would take 3 s
+        began = time.monotonic()
+        # A message for another attempt of a queued node: "no" from the unlocked pre-check, at once.
+        assert services.node_claim(node_run_id=start.id, attempt=2) is None
+        assert time.monotonic() - began < 1.0
+    assert services.node_claim(node_run_id=start.id, attempt=1) is not None
+    with _run_locked(run.id, hold_s=3.0):  # a claim that waited for it would take 3 s
+        began = time.monotonic()
+        assert services.node_claim(node_run_id=start.id, attempt=1) is None  # a duplicate: already running
+        assert time.monotonic() - began < 1.0
+    # A claimable attempt does wait for the lock: the pre-check's "yes" is decided under it.
+    _done(start, {"x": 1}, None)
+    b = NodeRun.objects.get(id=rows["b"].id)
+    assert b.status == "queued"
+    with _run_locked(run.id, hold_s=0.6):
+        began = time.monotonic()
+        assert services.node_claim(node_run_id=b.id, attempt=b.attempt) is not None
+        assert time.monotonic() - began >= 0.5
