@@ -70,6 +70,7 @@ class RunTx:
         self.dispatch: list[tuple[int, int, str, float, int]] = []
         self.now = timezone.now()
         self.dirty: dict[int, Any] = {}  # node runs changed in memory, saved before any read and at flush
+        self.parkable: set[int] = set()  # node runs queued by this transaction whose message may be held back
 
     def touch(self, *rows: Any) -> None:
         for row in rows:
@@ -101,6 +102,31 @@ class RunTx:
         # Urgent: the sweeper's recoveries, which have already waited a lease or a lost message.
         broker_priority = 0 if urgent else max(0, min(9, 9 - int(self.run.priority)))
         self.dispatch.append((node_run_id, attempt, queue, countdown, broker_priority))
+        if not urgent and countdown <= 0:
+            self.parkable.add(node_run_id)
+
+    def _park(self) -> None:
+        """Hold back the messages beyond ``ZYRA_DISPATCH_AHEAD`` per queue (see that setting).
+
+        A parked node stays ``queued`` with ``dispatched_at`` null: the threads
+        that finish its siblings take it (parked first), and a completion that
+        takes nothing sends one a message, so the carriers sent keep going.
+        """
+        ahead = int(settings.ZYRA_DISPATCH_AHEAD)
+        if ahead <= 0 or not settings.ZYRA_INLINE_SIBLINGS or not self.parkable:
+            return
+        sent: dict[str, int] = {}
+        keep = []
+        for item in self.dispatch:
+            node_run_id, _attempt, queue, _countdown, _priority = item
+            row = self.dirty.get(node_run_id)
+            if node_run_id in self.parkable and row is not None and row.status == "queued":
+                sent[queue] = sent.get(queue, 0) + 1
+                if sent[queue] > ahead:
+                    row.dispatched_at = None
+                    continue
+            keep.append(item)
+        self.dispatch = keep
 
     def flush(self, run_fields: list[str], node_fields: list[str] | None = None, commit: bool = False) -> None:
         """Save the run's changed fields, node runs and events; schedule broadcast and dispatch after commit.
@@ -114,6 +140,9 @@ class RunTx:
         from executions.models import NodeRun
         from executions.services import NODE_FIELDS
 
+        if node_fields is None:
+            self._park()
+        self.parkable = set()
         fields = list(dict.fromkeys([*run_fields, "event_seq"])) if self.events else run_fields
         rows: list[NodeRun] = list(self.dirty.values())
         self.dirty = {}

@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any
 
 from django.db import connection
-from django.db.models import Field, JSONField, Model
+from django.db.models import F, Field, JSONField, Model
 
 from executions.models import NodeRun, Run, RunEvent
 
@@ -310,20 +310,32 @@ def claim_precheck(node_run_id: int, attempt: int, claimable: Sequence[str]) -> 
     return row is not None and row[2] == "running" and row[1] == attempt and row[0] in claimable
 
 
-def queued_sibling(run_id: Any, queue: str, exclude: Sequence[int]) -> NodeRun | None:
-    """A queued node run of this run on this queue (lowest topological index), not among ``exclude``.
+def queued_sibling(run_id: Any, queue: str | None, exclude: Sequence[int], *, parked_only: bool = False) -> NodeRun | None:
+    """A queued node run of this run (on ``queue``; None: any), not among ``exclude``.
 
-    Called under the run's row lock: what it returns cannot be claimed by anyone else meanwhile.
+    Parked ones (queued without a message: ``dispatched_at`` null) first, then
+    by topological index. Called under the run's row lock: what it returns
+    cannot be claimed by anyone else meanwhile.
     """
     if not _pg():
-        return (
-            NodeRun.objects.filter(run_id=run_id, status="queued", queue=queue).exclude(id__in=list(exclude)).order_by("topo_index").first()
-        )
+        qs = NodeRun.objects.filter(run_id=run_id, status="queued").exclude(id__in=list(exclude))
+        if queue is not None:
+            qs = qs.filter(queue=queue)
+        if parked_only:
+            qs = qs.filter(dispatched_at__isnull=True)
+        return qs.order_by(F("dispatched_at").asc(nulls_first=True), "topo_index").first()
+    where = ['"run_id" = %s', '"status" = %s', 'NOT ("id" = ANY(%s))']
+    params: list[Any] = [run_id, "queued", list(exclude)]
+    if queue is not None:
+        where.append('"queue" = %s')
+        params.append(queue)
+    if parked_only:
+        where.append('"dispatched_at" IS NULL')
     with connection.cursor() as cur:
         cur.execute(
-            f'SELECT {_columns(NodeRun)} FROM "{NodeRun._meta.db_table}" WHERE "run_id" = %s AND "status" = %s AND "queue" = %s '
-            f'AND NOT ("id" = ANY(%s)) ORDER BY "topo_index" LIMIT 1',
-            [run_id, "queued", queue, list(exclude)],
+            f'SELECT {_columns(NodeRun)} FROM "{NodeRun._meta.db_table}" WHERE {" AND ".join(where)} '
+            f'ORDER BY ("dispatched_at" IS NOT NULL), "topo_index" LIMIT 1',
+            params,
         )
         row = cur.fetchone()
     return _from_db(NodeRun, row) if row else None

@@ -505,8 +505,29 @@ def _claim_next_inline(tx: RunTx, graph: Graph, queue: str) -> Claim | None:
     if sibling is None:
         return None
     sibling.run = tx.run
+    if sibling.dispatched_at is None:
+        sibling.dispatched_at = tx.now  # a parked one (ZYRA_DISPATCH_AHEAD): taken here instead of by a message
     tx.touch(sibling)
     return _claim_locked(tx, graph, sibling)
+
+
+def _release_parked(tx: RunTx) -> None:
+    """A completion that takes no node itself sends one parked node of the run its message.
+
+    So the threads and messages carrying a fan-out whose messages were held
+    back (ZYRA_DISPATCH_AHEAD) never become fewer while parked nodes remain.
+    """
+    run = tx.run
+    if int(settings.ZYRA_DISPATCH_AHEAD) <= 0 or run.status != RunStatus.RUNNING or run.in_flight <= 0:
+        return
+    parked = fastsql.queued_sibling(run.id, None, list(tx.dirty), parked_only=True)
+    if parked is None:
+        return
+    parked.run = run
+    parked.dispatched_at = tx.now
+    tx.touch(parked)
+    tx.send(parked.id, parked.attempt, parked.queue)
+    tx.parkable.discard(parked.id)
 
 
 # --------------------------------------------------------------------------- completion
@@ -592,6 +613,8 @@ def node_complete_and_claim(
             changed += _handle_error(tx, graph, nr, result, evaluate)
         tx.touch(*changed)
         claim = _claim_next_inline(tx, graph, claim_queue) if claim_queue else None
+        if claim is None:
+            _release_parked(tx)
         tx.flush(RUN_FIELDS, commit=True)
     return True, claim
 
@@ -977,6 +1000,7 @@ def sweep(*, limit: int = 500) -> SweepReport:
         NodeRun.objects.filter(
             Q(status=NodeStatus.RUNNING, lease_until__lt=now)
             | Q(status=NodeStatus.QUEUED, dispatched_at__lt=now - requeue_after)
+            | Q(status=NodeStatus.QUEUED, dispatched_at__isnull=True)  # parked: checked for carriers below
             | Q(status__in=[NodeStatus.DEFERRED, NodeStatus.RETRYING], next_attempt_at__lt=now - wake_grace)
         )
         .filter(run__status=RunStatus.RUNNING)
@@ -1076,8 +1100,37 @@ def _sweep_run(run_id: Any, report: SweepReport) -> None:
                 tx.send(nr.id, nr.attempt, nr.queue, urgent=True)
                 changed.append(nr)
                 report.woken += 1
+        _release_stranded(tx, rows, report)
         tx.touch(*changed)
         tx.flush(RUN_FIELDS)
+
+
+def _release_stranded(tx: RunTx, rows: list[NodeRun], report: SweepReport) -> None:
+    """Backstop for parked nodes (ZYRA_DISPATCH_AHEAD): none may wait with nothing left to carry them.
+
+    Carriers are nodes running (their thread takes or releases one when it
+    finishes), queued with a message, or waiting for a countdown message. With
+    parked nodes and none of those, the parked ones get messages (as many as
+    a transaction would have sent).
+    """
+    if tx.run.status != RunStatus.RUNNING:
+        return
+    parked = [nr for nr in rows if nr.status == NodeStatus.QUEUED and nr.dispatched_at is None]
+    if not parked:
+        return
+    carriers = [
+        nr
+        for nr in rows
+        if nr.status in {NodeStatus.RUNNING, NodeStatus.DEFERRED, NodeStatus.RETRYING}
+        or (nr.status == NodeStatus.QUEUED and nr.dispatched_at is not None)
+    ]
+    if carriers:
+        return
+    for nr in sorted(parked, key=lambda n: n.topo_index)[: max(1, int(settings.ZYRA_DISPATCH_AHEAD))]:
+        nr.dispatched_at = tx.now
+        tx.touch(nr)
+        tx.send(nr.id, nr.attempt, nr.queue, urgent=True)
+        report.resent += 1
 
 
 def _started(nr: NodeRun) -> Any:

@@ -55,3 +55,10 @@ ZYRA_INLINE_HANDOFFS = env_int("ZYRA_INLINE_HANDOFFS", 64)
 # With no successor ready, a worker thread that finished a node also takes a queued sibling of the same
 # run and queue (its message then finds it claimed): a fan-out needs one locked transaction per node, not two.
 ZYRA_INLINE_SIBLINGS = env_bool("ZYRA_INLINE_SIBLINGS", True)
+# A transaction that makes more nodes ready on one queue than this sends messages for this many;
+# the others stay queued without one ("parked") and are taken by the threads that finish their
+# siblings, or handed a message by a completion that takes nothing else (so as many carriers as
+# were sent keep working through them). Saves a publish, a delivery and an ack per node of a wide
+# fan-out, most of whose messages would find their node already taken. 0 = a message per node.
+# Only with ZYRA_INLINE_SIBLINGS.
+ZYRA_DISPATCH_AHEAD = env_int("ZYRA_DISPATCH_AHEAD", 64)

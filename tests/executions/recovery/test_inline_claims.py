@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,3 +121,69 @@ def test_a_message_whose_attempt_is_no_longer_claimable_is_refused_without_waiti
         began = time.monotonic()
         assert services.node_claim(node_run_id=b.id, attempt=b.attempt) is not None
         assert time.monotonic() - began >= 0.5
+
+
+def _wide(user: Any, width: int) -> tuple[Any, dict[str, NodeRun]]:
+    d = {
+        "nodes": [http("start", URL)] + [http(f"m{i}", URL) for i in range(width)] + [node("join", "MERGE")],
+        "edges": [edge("start", f"m{i}") for i in range(width)] + [edge(f"m{i}", "join") for i in range(width)],
+        "settings": {"max_parallel_nodes": 100},
+    }
+    run = services.run_start(workflow=make_workflow(user, d), inputs={}, user=user)
+    return run, {nr.node_id: nr for nr in NodeRun.objects.filter(run=run)}
+
+
+def _sent_ids(broker: RedisServer) -> list[int]:
+    return [m["args"][0] for m in broker.queued_messages()]
+
+
+def test_beyond_the_dispatch_ahead_nodes_are_parked_then_taken_first_or_sent_by_a_completion_that_takes_nothing(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any, settings: Any
+) -> None:
+    settings.ZYRA_DISPATCH_AHEAD = 2
+    run, rows = _wide(user, 6)
+    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
+    before = set(_sent_ids(rec_broker))
+    # start makes m0..m5 ready: m0 is claimed here, m1 and m2 get messages, m3..m5 are parked.
+    claim = _done(rows["start"], {"x": 1}, "io")
+    assert claim is not None and claim.node_run.node_id == "m0"
+    new = set(_sent_ids(rec_broker)) - before
+    assert new == {rows["m1"].id, rows["m2"].id}
+    parked = {nr.node_id for nr in NodeRun.objects.filter(run=run, status="queued", dispatched_at__isnull=True)}
+    assert parked == {"m3", "m4", "m5"}
+    # m0's thread takes a parked sibling, not m1 or m2 (whose messages carry them).
+    claim = _done(NodeRun.objects.get(id=rows["m0"].id), {"y": 0}, "io")
+    assert claim is not None and claim.node_run.node_id == "m3"
+    assert NodeRun.objects.get(id=rows["m3"].id).dispatched_at is not None
+    # A completion that takes nothing (its thread's budget spent) hands a parked node a message.
+    assert _done(NodeRun.objects.get(id=rows["m3"].id), {"y": 3}, None) is None
+    released = set(_sent_ids(rec_broker)) - before - new
+    assert released == {rows["m4"].id}
+    assert {nr.node_id for nr in NodeRun.objects.filter(run=run, status="queued", dispatched_at__isnull=True)} == {"m5"}
+
+
+def test_with_no_dispatch_ahead_every_ready_node_gets_a_message(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any, settings: Any
+) -> None:
+    settings.ZYRA_DISPATCH_AHEAD = 0
+    run, rows = _wide(user, 6)
+    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
+    before = set(_sent_ids(rec_broker))
+    assert _done(rows["start"], {"x": 1}, None) is None
+    assert set(_sent_ids(rec_broker)) - before == {rows[f"m{i}"].id for i in range(6)}
+    assert not NodeRun.objects.filter(run=run, status="queued", dispatched_at__isnull=True).exists()
+
+
+def test_the_sweeper_sends_parked_nodes_that_nothing_carries(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any, settings: Any
+) -> None:
+    settings.ZYRA_DISPATCH_AHEAD = 2
+    run, rows = _wide(user, 6)
+    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
+    assert _done(rows["start"], {"x": 1}, None) is None  # m0, m1 sent; m2..m5 parked
+    assert services.sweep().resent == 0  # m0 and m1's messages carry the parked ones
+    # Their messages carry nothing any more (as if lost with their state): the parked ones are stranded.
+    NodeRun.objects.filter(run=run, node_id__in=["m0", "m1"]).update(dispatched_at=None)
+    before = Counter(_sent_ids(rec_broker))
+    assert services.sweep().resent == 2
+    assert Counter(_sent_ids(rec_broker)) - before == Counter([rows["m0"].id, rows["m1"].id])  # lowest topological index first
