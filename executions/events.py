@@ -71,6 +71,10 @@ class RunTx:
         self.now = timezone.now()
         self.dirty: dict[int, Any] = {}  # node runs changed in memory, saved before any read and at flush
         self.parkable: set[int] = set()  # node runs queued by this transaction whose message may be held back
+        # Rows read in the round trip that took the lock (fastsql.lock_node_with), used once each.
+        self.prefetched: dict[str, Any] = {}
+        self.sibling: Any = None
+        self.sibling_read = False
 
     def touch(self, *rows: Any) -> None:
         for row in rows:

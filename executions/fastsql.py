@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
 from typing import Any
@@ -94,6 +95,72 @@ def lock_node(node_run_id: int) -> NodeRun | None:
     node_run = _from_db(NodeRun, node_row)
     node_run.run = _from_db(Run, run_row)
     return node_run
+
+
+@cache
+def _prefetch_sql() -> tuple[str, str]:
+    n_cols = _columns(NodeRun)
+    table = NodeRun._meta.db_table
+    run_of = f'(SELECT "run_id" FROM "{table}" WHERE "id" = %s)'
+    successors = f'SELECT {n_cols} FROM "{table}" WHERE "run_id" = {run_of} AND "node_id" = ANY(%s)'
+    sibling = (
+        f'SELECT {n_cols} FROM "{table}" WHERE "run_id" = {run_of} AND "status" = %s AND "queue" = %s '
+        f'ORDER BY ("dispatched_at" IS NOT NULL), "topo_index" LIMIT 1'
+    )
+    return successors, sibling
+
+
+@dataclass
+class Locked:
+    """A completion's reads, taken in the round trip that locks the run (after the lock)."""
+
+    node_run: NodeRun
+    successors: dict[str, NodeRun]  # node_id -> row, for the ids asked for
+    sibling: NodeRun | None  # the queued node of the queue asked for that a sibling claim would take
+    sibling_read: bool
+
+
+def lock_node_with(node_run_id: int, successors: Sequence[str], queue: str | None) -> Locked | None:
+    """``lock_node`` plus, in the same round trip, the rows a completion reads under the lock.
+
+    The successors' rows (for routing) and, with ``queue``, the queued node a
+    sibling claim would take. Each statement runs after the lock is held, so
+    it sees every change the previous holder committed. Elsewhere than on
+    PostgreSQL: ``lock_node`` alone (the callers read the rest themselves).
+    """
+    if not _pg() or (not successors and queue is None):
+        node_run = lock_node(node_run_id)
+        return None if node_run is None else Locked(node_run, {}, None, False)
+    lock, read = _lock_node_sql()
+    succ_sql, sibling_sql = _prefetch_sql()
+    parts: list[str] = [lock, read]
+    params: list[Any] = [node_run_id, node_run_id]
+    if successors:
+        parts.append(succ_sql)
+        params += [node_run_id, list(successors)]
+    if queue is not None:
+        parts.append(sibling_sql)
+        params += [node_run_id, "queued", queue]
+    with connection.cursor() as cur:
+        cur.execute(";\n".join(parts), params)
+        run_row = cur.fetchone()
+        cur.nextset()
+        node_row = cur.fetchone()
+        succ_rows: list[Any] = []
+        sibling_row = None
+        if successors:
+            cur.nextset()
+            succ_rows = cur.fetchall()
+        if queue is not None:
+            cur.nextset()
+            sibling_row = cur.fetchone()
+    if run_row is None or node_row is None:
+        return None
+    node_run = _from_db(NodeRun, node_row)
+    node_run.run = _from_db(Run, run_row)
+    rows = [_from_db(NodeRun, row) for row in succ_rows]
+    sibling = _from_db(NodeRun, sibling_row) if sibling_row else None
+    return Locked(node_run, {row.node_id: row for row in rows}, sibling, queue is not None)
 
 
 Statement = tuple[str, list[Any]]

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -501,7 +502,11 @@ def _claim_next_inline(tx: RunTx, graph: Graph, queue: str) -> Claim | None:
         return None  # (nothing in flight: no node of this run is queued, no query needed)
     # No successor became ready: take a sibling that is queued and waiting for a worker (a fan-out's
     # other branches). Its message finds it running and does nothing (node_claim's pre-check).
-    sibling = fastsql.queued_sibling(tx.run.id, queue, list(tx.dirty))
+    if tx.sibling_read and (tx.sibling is None or tx.sibling.id not in tx.dirty):
+        sibling = tx.sibling  # read with the lock; nothing in this transaction changed it
+    else:
+        sibling = fastsql.queued_sibling(tx.run.id, queue, list(tx.dirty))
+    tx.sibling, tx.sibling_read = None, False
     if sibling is None:
         return None
     sibling.run = tx.run
@@ -552,7 +557,13 @@ def node_complete(*, node_run_id: int, attempt: int, result: Result, evaluate: A
 
 
 def node_complete_and_claim(
-    *, node_run_id: int, attempt: int, result: Result, evaluate: Any = None, claim_queue: str | None = None
+    *,
+    node_run_id: int,
+    attempt: int,
+    result: Result,
+    evaluate: Any = None,
+    claim_queue: str | None = None,
+    successors: Sequence[str] = (),
 ) -> tuple[bool, Claim | None]:
     """``node_complete``; with ``claim_queue``, also claim one successor on that queue that became ready.
 
@@ -560,9 +571,12 @@ def node_complete_and_claim(
     One transaction per hand-off instead of two (complete, then claim).
     """
     with transaction.atomic():
-        nr = _lock_node(node_run_id)
-        if nr is None:
+        # ``successors`` (the node's, from the graph): their rows, and with ``claim_queue`` the sibling
+        # a claim would take, come in the round trip that takes the lock.
+        locked = fastsql.lock_node_with(node_run_id, successors, claim_queue)
+        if locked is None:
             return False, None
+        nr = locked.node_run
         run = nr.run
         run_id = run.id
         if nr.status != NodeStatus.RUNNING or nr.attempt != attempt:
@@ -575,6 +589,7 @@ def node_complete_and_claim(
             return False, None
         graph = graph_for_version(run.version_id)
         tx = RunTx(run)
+        tx.prefetched, tx.sibling, tx.sibling_read = locked.successors, locked.sibling, locked.sibling_read
         now = tx.now
         if result.inputs is not None:
             nr.inputs = result.inputs
@@ -732,7 +747,9 @@ def _route(tx: RunTx, graph: Graph, node_id: str, outcome: Outcome, evaluate: An
     rows: dict[str, NodeRun] = {}
 
     def load(ids: list[str]) -> dict[str, NodeState]:
-        fetched = fastsql.node_runs(run.id, ids)
+        fetched = [tx.prefetched.pop(i) for i in ids if i in tx.prefetched]  # read with the lock
+        have = {row.node_id for row in fetched}
+        fetched += fastsql.node_runs(run.id, [i for i in ids if i not in have])
         out: dict[str, NodeState] = {}
         for row in fetched:
             rows[row.node_id] = row

@@ -90,6 +90,9 @@ class Graph:
     def sinks(self) -> list[str]:
         return [nid for nid in self.topo if not self.out_edges[nid]]
 
+    def successor_ids(self, node_id: str) -> list[str]:
+        return list(dict.fromkeys(e.target for e in self.out_edges.get(node_id, [])))
+
     def predecessors(self, node_id: str) -> list[str]:
         return list(dict.fromkeys(e.source for e in self.in_edges[node_id]))
 

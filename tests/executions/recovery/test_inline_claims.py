@@ -187,3 +187,29 @@ def test_the_sweeper_sends_parked_nodes_that_nothing_carries(
     before = Counter(_sent_ids(rec_broker))
     assert services.sweep().resent == 2
     assert Counter(_sent_ids(rec_broker)) - before == Counter([rows["m0"].id, rows["m1"].id])  # lowest topological index first
+
+
+def test_a_completion_reads_what_it_needs_in_the_round_trip_that_takes_the_lock(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, rows = _fan(user)
+    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
+    claim_a = _done(rows["start"], {"x": 1}, "io")
+    assert claim_a is not None and claim_a.node_run.node_id == "a"
+    with CaptureQueriesContext(connection) as queries:
+        ok, claim_b = services.node_complete_and_claim(
+            node_run_id=rows["a"].id,
+            attempt=1,
+            result=services.Result(kind="success", output={"y": 2}),
+            claim_queue="io",
+            successors=["join"],
+        )
+    assert ok and claim_b is not None and claim_b.node_run.node_id == "b"
+    # Lock + the node + its successor (join) + the queued sibling (b) in one; the writes and COMMIT in the other.
+    round_trips = [q["sql"] for q in queries if q["sql"] not in {"BEGIN", "COMMIT"}]  # (Django's own records)
+    assert len(round_trips) == 2, [q[:80] for q in round_trips]
+    join = NodeRun.objects.get(id=rows["join"].id)
+    assert (join.status, join.pending_deps) == ("pending", 1)  # routed from the row read with the lock
