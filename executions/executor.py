@@ -90,7 +90,7 @@ def _template_context(run: Run, outputs: dict[str, Any], redactor: Redactor, att
             from secrets_vault.resolver import resolve_secret as vault_resolve
         except ImportError as exc:  # pragma: no cover - the vault app is part of the project
             raise KeyError(name) from exc
-        return vault_resolve(owner_id=run.owner_id, name=name, redactor=redactor)
+        return _db_retry("secret", partial(vault_resolve, owner_id=run.owner_id, name=name, redactor=redactor))
 
     return {
         "input": run.inputs,
@@ -122,7 +122,8 @@ def _upstream(
     if known and wanted <= known.keys():
         rows: list[tuple[str, str, Any]] = [(nid, *known[nid]) for nid in wanted]
     else:
-        rows = fastsql.node_outputs(run.id, list(wanted))
+        # A database restart here must not fail the node as a handler crash: ride it out like the claim.
+        rows = _db_retry("upstream", partial(fastsql.node_outputs, run.id, list(wanted)))
     status: dict[str, str] = {}
     outputs: dict[str, Any] = {}
     st: str | None

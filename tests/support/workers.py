@@ -101,6 +101,22 @@ class ProcessGroup:
             self.kill(name, sig)
         self.procs.clear()
 
+    def wait_ready(self, names: list[str], timeout: float = 120.0) -> None:
+        """Until each named worker answers a remote-control ping (it consumes its queues from then on).
+
+        A run finishing proves only that some worker is up; on a loaded machine the
+        others may still be importing, and a test about spreading work needs them all.
+        """
+        from zyra.celery import app
+
+        want = set(names)
+
+        def answered() -> bool:
+            replies = app.control.ping(timeout=0.5) or []
+            return want <= {host.split("@", 1)[0] for reply in replies for host in reply}
+
+        wait_until(answered, timeout, 0.2, f"workers {sorted(want)} to answer a ping")
+
     def alive(self) -> list[str]:
         return [n for n, p in self.procs.items() if p.poll() is None]
 

@@ -42,6 +42,7 @@ def test_failing_service_is_isolated_then_recovers_with_one_probe(process_group:
     try:
         for i in range(4):
             process_group.start_worker(f"w-res-{i}", queues="io,cpu,sweep", pool="threads", concurrency=4)
+        process_group.wait_ready([f"w-res-{i}" for i in range(4)])  # the spread asserted below needs all four
         key_a = outbound.service_key(service_a.base)
         ServicePolicy.objects.create(key=key_a, minimum_calls=3, failure_rate_threshold=0.5, window_s=60, open_wait_s=OPEN_WAIT_S)
         health = {"up": False}
@@ -132,6 +133,7 @@ def test_100_nodes_limited_to_10_per_s_over_3_worker_processes(process_group: An
 
     for i in range(3):
         process_group.start_worker(f"w-rl-{i}", queues="io,cpu,sweep", pool="threads", concurrency=4)
+    process_group.wait_ready([f"w-rl-{i}" for i in range(3)])
     ServicePolicy.objects.create(key=outbound.service_key(server.base), rate_per_s=10, burst=1)
     nodes = [node("start", "MANUAL")] + [node(f"c{i}", "HTTP_REQUEST", {"url": server.url(f"/limited/{i}")}) for i in range(10)]
     wf = make_workflow(user, {"nodes": nodes, "edges": [edge("start", f"c{i}") for i in range(10)]}, name="limited")
