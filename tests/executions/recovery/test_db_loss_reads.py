@@ -10,6 +10,7 @@ from django.db import connection
 
 from executions import executor, services
 from executions.models import NodeRun
+from tests.executions.recovery.support import RedisServer
 from tests.support.factories import edge, http, make_workflow
 
 URL = "http://127.0.0.1:9/never"  # never called: results are recorded by hand
@@ -25,7 +26,8 @@ def _kill_this_connection() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_upstream_read_rides_out_a_lost_connection(user: Any) -> None:
+def test_the_upstream_read_rides_out_a_lost_connection(rec_broker: RedisServer, no_foreign_sweeper: None, user: Any) -> None:
+    # rec_broker: a private broker no worker consumes, so that this test claims the run's nodes itself.
     d = {"nodes": [http("start", URL), http("a", URL)], "edges": [edge("start", "a")]}
     run = services.run_start(workflow=make_workflow(user, d), inputs={}, user=user)
     start = NodeRun.objects.get(run=run, node_id="start")
