@@ -241,10 +241,6 @@ class _RedisPublisher:
             self.queue.extend(messages)
             self.cond.notify()
 
-    def idle(self) -> bool:
-        with self.cond:
-            return not self.queue and not self.busy
-
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self.cond:

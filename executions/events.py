@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from executions.models import Run, RunEvent
+from executions.models import NodeStatus, Run, RunEvent
 from zyra.redaction import global_redactor
 
 
@@ -124,7 +124,7 @@ class RunTx:
         for item in self.dispatch:
             node_run_id, _attempt, queue, _countdown, _priority = item
             row = self.dirty.get(node_run_id)
-            if node_run_id in self.parkable and row is not None and row.status == "queued":
+            if node_run_id in self.parkable and row is not None and row.status == NodeStatus.QUEUED:
                 sent[queue] = sent.get(queue, 0) + 1
                 if sent[queue] > ahead:
                     row.dispatched_at = None

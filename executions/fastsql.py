@@ -73,27 +73,20 @@ def lock_node(node_run_id: int) -> NodeRun | None:
     lock (PostgreSQL re-reads only the rows it locks), so a claim or result
     queued behind the lock holder could act on a stale attempt.
     """
-    if not _pg():
-        run_id = NodeRun.objects.filter(id=node_run_id).values_list("run_id", flat=True).first()
-        if run_id is None:
-            return None
-        run = Run.objects.select_for_update().filter(id=run_id).first()
-        node_run = NodeRun.objects.filter(id=node_run_id).first()
-        if run is None or node_run is None:
-            return None
-        node_run.run = run
-        return node_run
-    lock, read = _lock_node_sql()
-    with connection.cursor() as cur:
-        # One round trip, still two statements: the read runs (with its own snapshot) once the lock is held.
-        cur.execute(f"{lock};\n{read}", [node_run_id, node_run_id])
-        run_row = cur.fetchone()
-        cur.nextset()
-        node_row = cur.fetchone()
-    if run_row is None or node_row is None:
+    locked = lock_node_with(node_run_id, (), None)
+    return None if locked is None else locked.node_run
+
+
+def _lock_node_orm(node_run_id: int) -> NodeRun | None:
+    """``lock_node`` through the ORM (SQLite, embedded): three queries, the same order of lock and read."""
+    run_id = NodeRun.objects.filter(id=node_run_id).values_list("run_id", flat=True).first()
+    if run_id is None:
         return None
-    node_run = _from_db(NodeRun, node_row)
-    node_run.run = _from_db(Run, run_row)
+    run = Run.objects.select_for_update().filter(id=run_id).first()
+    node_run = NodeRun.objects.filter(id=node_run_id).first()
+    if run is None or node_run is None:
+        return None
+    node_run.run = run
     return node_run
 
 
@@ -128,8 +121,8 @@ def lock_node_with(node_run_id: int, successors: Sequence[str], queue: str | Non
     it sees every change the previous holder committed. Elsewhere than on
     PostgreSQL: ``lock_node`` alone (the callers read the rest themselves).
     """
-    if not _pg() or (not successors and queue is None):
-        node_run = lock_node(node_run_id)
+    if not _pg():
+        node_run = _lock_node_orm(node_run_id)
         return None if node_run is None else Locked(node_run, {}, None, False)
     lock, read = _lock_node_sql()
     succ_sql, sibling_sql = _prefetch_sql()
@@ -142,6 +135,7 @@ def lock_node_with(node_run_id: int, successors: Sequence[str], queue: str | Non
         parts.append(sibling_sql)
         params += [node_run_id, "queued", queue]
     with connection.cursor() as cur:
+        # One round trip, still one statement per read: each runs (with its own snapshot) once the lock is held.
         cur.execute(";\n".join(parts), params)
         run_row = cur.fetchone()
         cur.nextset()

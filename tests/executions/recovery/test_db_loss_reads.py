@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection
 
@@ -12,6 +11,7 @@ from executions import executor, services
 from executions.models import NodeRun
 from tests.executions.recovery.support import RedisServer
 from tests.support.factories import edge, http, make_workflow
+from tests.support.pg import second_connection
 
 URL = "http://127.0.0.1:9/never"  # never called: results are recorded by hand
 
@@ -20,8 +20,7 @@ def _kill_this_connection() -> None:
     """Terminate this process's PostgreSQL backend from another connection (what a restart does to it)."""
     connection.ensure_connection()
     pid = connection.connection.info.backend_pid
-    s = connection.settings_dict
-    with psycopg.connect(host=s["HOST"], port=s["PORT"] or 5432, dbname=s["NAME"], user=s["USER"], autocommit=True) as other:
+    with second_connection(autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 

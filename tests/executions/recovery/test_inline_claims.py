@@ -10,24 +10,33 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from executions import services
 from executions.models import NodeRun, RunEvent
 from tests.executions.recovery.support import RedisServer
 from tests.support.factories import edge, http, make_workflow, node
+from tests.support.pg import second_connection
 
 URL = "http://127.0.0.1:9/never"  # never called: results are recorded by hand
 
 
-def _fan(user: Any) -> tuple[Any, dict[str, NodeRun]]:
+def _fan(user: Any, branches: Sequence[str] = ("a", "b"), claim_start: bool = True) -> tuple[Any, dict[str, NodeRun]]:
+    """start -> each of ``branches`` -> join (on the cpu queue); with ``claim_start``, start is claimed here."""
     d = {
-        "nodes": [http("start", URL), http("a", URL), http("b", URL), node("join", "MERGE")],
-        "edges": [edge("start", "a"), edge("start", "b"), edge("a", "join"), edge("b", "join")],
+        "nodes": [http("start", URL)] + [http(b, URL) for b in branches] + [node("join", "MERGE")],
+        "edges": [edge("start", b) for b in branches] + [edge(b, "join") for b in branches],
+        "settings": {"max_parallel_nodes": 100},
     }
     run = services.run_start(workflow=make_workflow(user, d), inputs={}, user=user)
-    return run, {nr.node_id: nr for nr in NodeRun.objects.filter(run=run)}
+    rows = {nr.node_id: nr for nr in NodeRun.objects.filter(run=run)}
+    if claim_start:
+        assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
+    return run, rows
+
+
+WIDE = [f"m{i}" for i in range(6)]
 
 
 def _done(nr: NodeRun, output: Any, queue: str | None) -> services.Claim | None:
@@ -42,7 +51,6 @@ def test_a_successor_then_a_queued_sibling_are_claimed_in_the_completing_commit(
     rec_broker: RedisServer, no_foreign_sweeper: None, user: Any
 ) -> None:
     run, rows = _fan(user)
-    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
 
     # start's result makes a and b ready: a is claimed for this thread in the same commit, b gets a message.
     claim_a = _done(rows["start"], {"x": 1}, "io")
@@ -71,7 +79,6 @@ def test_without_inline_siblings_the_sibling_waits_for_its_message(
 ) -> None:
     settings.ZYRA_INLINE_SIBLINGS = False
     _, rows = _fan(user)
-    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
     claim_a = _done(rows["start"], {"x": 1}, "io")
     assert claim_a is not None and claim_a.node_run.node_id == "a"
     assert _done(rows["a"], {"y": 2}, "io") is None
@@ -82,11 +89,7 @@ def test_without_inline_siblings_the_sibling_waits_for_its_message(
 @contextlib.contextmanager
 def _run_locked(run_id: Any, hold_s: float) -> Iterator[None]:
     """Another connection holds the run's row lock for ``hold_s`` (or until the block ends, if sooner)."""
-    import psycopg
-    from django.db import connection
-
-    s = connection.settings_dict
-    conn = psycopg.connect(host=s["HOST"], port=s["PORT"] or 5432, dbname=s["NAME"], user=s["USER"], password=s["PASSWORD"] or None)
+    conn = second_connection()
     conn.execute('SELECT 1 FROM "executions_run" WHERE "id" = %s FOR UPDATE', [run_id])
     timer = threading.Timer(hold_s, conn.rollback)
     timer.start()
@@ -101,7 +104,7 @@ def _run_locked(run_id: Any, hold_s: float) -> Iterator[None]:
 def test_a_message_whose_attempt_is_no_longer_claimable_is_refused_without_waiting_for_the_run_lock(
     rec_broker: RedisServer, no_foreign_sweeper: None, user: Any
 ) -> None:
-    run, rows = _fan(user)
+    run, rows = _fan(user, claim_start=False)
     start = rows["start"]
     with _run_locked(run.id, hold_s=3.0):  # a claim that waited for it would take 3 s
         began = time.monotonic()
@@ -123,16 +126,6 @@ def test_a_message_whose_attempt_is_no_longer_claimable_is_refused_without_waiti
         assert time.monotonic() - began >= 0.5
 
 
-def _wide(user: Any, width: int) -> tuple[Any, dict[str, NodeRun]]:
-    d = {
-        "nodes": [http("start", URL)] + [http(f"m{i}", URL) for i in range(width)] + [node("join", "MERGE")],
-        "edges": [edge("start", f"m{i}") for i in range(width)] + [edge(f"m{i}", "join") for i in range(width)],
-        "settings": {"max_parallel_nodes": 100},
-    }
-    run = services.run_start(workflow=make_workflow(user, d), inputs={}, user=user)
-    return run, {nr.node_id: nr for nr in NodeRun.objects.filter(run=run)}
-
-
 def _sent_ids(broker: RedisServer) -> list[int]:
     return [m["args"][0] for m in broker.queued_messages()]
 
@@ -141,8 +134,7 @@ def test_beyond_the_dispatch_ahead_nodes_are_parked_then_taken_first_or_sent_by_
     rec_broker: RedisServer, no_foreign_sweeper: None, user: Any, settings: Any
 ) -> None:
     settings.ZYRA_DISPATCH_AHEAD = 2
-    run, rows = _wide(user, 6)
-    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
+    run, rows = _fan(user, WIDE)
     before = set(_sent_ids(rec_broker))
     # start makes m0..m5 ready: m0 is claimed here, m1 and m2 get messages, m3..m5 are parked.
     claim = _done(rows["start"], {"x": 1}, "io")
@@ -166,8 +158,7 @@ def test_with_no_dispatch_ahead_every_ready_node_gets_a_message(
     rec_broker: RedisServer, no_foreign_sweeper: None, user: Any, settings: Any
 ) -> None:
     settings.ZYRA_DISPATCH_AHEAD = 0
-    run, rows = _wide(user, 6)
-    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
+    run, rows = _fan(user, WIDE)
     before = set(_sent_ids(rec_broker))
     assert _done(rows["start"], {"x": 1}, None) is None
     assert set(_sent_ids(rec_broker)) - before == {rows[f"m{i}"].id for i in range(6)}
@@ -178,8 +169,7 @@ def test_the_sweeper_sends_parked_nodes_that_nothing_carries(
     rec_broker: RedisServer, no_foreign_sweeper: None, user: Any, settings: Any
 ) -> None:
     settings.ZYRA_DISPATCH_AHEAD = 2
-    run, rows = _wide(user, 6)
-    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
+    run, rows = _fan(user, WIDE)
     assert _done(rows["start"], {"x": 1}, None) is None  # m0, m1 sent; m2..m5 parked
     assert services.sweep().resent == 0  # m0 and m1's messages carry the parked ones
     # Their messages carry nothing any more (as if lost with their state): the parked ones are stranded.
@@ -196,7 +186,6 @@ def test_a_completion_reads_what_it_needs_in_the_round_trip_that_takes_the_lock(
     from django.test.utils import CaptureQueriesContext
 
     _, rows = _fan(user)
-    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
     claim_a = _done(rows["start"], {"x": 1}, "io")
     assert claim_a is not None and claim_a.node_run.node_id == "a"
     with CaptureQueriesContext(connection) as queries:

@@ -10,7 +10,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection
 from django.test import override_settings
@@ -29,6 +28,7 @@ from executions.resilience.breaker import (
     service_state_load,
 )
 from tests.executions.resilience import procs
+from tests.support.pg import second_connection
 from tests.support.servers import LocalServer
 from tests.support.workers import wait_until
 
@@ -339,10 +339,7 @@ def test_breaker_storage_failure_fails_open_and_logs(transactional_db: Any, serv
     so every breaker statement hits its lock timeout. The call still goes through."""
     outbound.request(None, "GET", server.url("/warm"), service="svc-db")  # the row exists
     assert breaker_flush(10)
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params) as blocker:
+    with second_connection() as blocker:
         blocker.execute(f"LOCK TABLE {CircuitBreaker._meta.db_table} IN ACCESS EXCLUSIVE MODE")
         caplog.set_level(logging.ERROR, logger="executions.resilience")
         with override_settings(ZYRA_BREAKER_DB_TIMEOUT_MS=200):
