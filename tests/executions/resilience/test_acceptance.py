@@ -144,7 +144,8 @@ def test_100_nodes_limited_to_10_per_s_over_3_worker_processes(process_group: An
     assert len(stamps) == 100  # all 100 completed, each called exactly once
     per_second = Counter(int(ts) for ts in stamps)
     assert max(per_second.values()) <= 10, sorted(per_second.items())
-    assert all(stamps[i + 10] - stamps[i] >= 0.8 for i in range(len(stamps) - 10))
+    windows = [round(stamps[i + 10] - stamps[i], 3) for i in range(len(stamps) - 10)]
+    assert min(windows) >= 0.8, sorted(windows)[:5]
     limited = RunEvent.objects.filter(run_id__in=run_ids, type="node.deferred", data__reason="rate_limited").count()
     assert limited > 0  # the limiter deferred nodes (it did not fail them: every run succeeded)
     workers = set(NodeRun.objects.filter(run_id__in=run_ids).exclude(node_id="start").values_list("worker", flat=True))
