@@ -118,6 +118,29 @@ def test_a_limited_call_is_deferred_by_the_exact_wait_and_not_sent(server: Local
 
 
 @pytest.mark.django_db
+def test_the_slot_is_taken_only_once_the_process_client_exists(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process's first call used to build its HTTP client (TLS context) after the limiter's grant and
+    reach the service up to 0.3 s late, bunched with the next calls: 11 calls in one second at 10/s."""
+    import os
+
+    from executions.resilience import safe_http
+
+    ServicePolicy.objects.create(key=outbound.service_key(server.base), rate_per_s=50, burst=1)
+    for key in [k for k in safe_http._clients if k[0] == os.getpid()]:
+        monkeypatch.delitem(safe_http._clients, key)  # this process has not called out yet
+    seen: list[bool] = []
+    original = RateLimiter.acquire
+
+    def spy(self: RateLimiter, key: str) -> None:
+        seen.append(any(k[0] == os.getpid() for k in safe_http._clients))
+        original(self, key)
+
+    monkeypatch.setattr(RateLimiter, "acquire", spy)
+    assert outbound.request(None, "GET", server.url("/first")).status == 200
+    assert seen == [True]
+
+
+@pytest.mark.django_db
 def test_a_429_with_retry_after_blocks_the_service(server: LocalServer) -> None:
     server.route("/busy", lambda req: (429, {"Retry-After": "1", "Content-Type": "application/json"}, b'{"slow": "down"}'))
     response = outbound.request(None, "GET", server.url("/busy"))
