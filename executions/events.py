@@ -70,15 +70,35 @@ class RunTx:
         self.dispatch: list[tuple[int, int, str, float, int]] = []
         self.now = timezone.now()
         self.dirty: dict[int, Any] = {}  # node runs changed in memory, saved before any read and at flush
+        # Every node run this transaction changed (saved or not), by id and by node id: the current
+        # state of those rows, which a read of the database may not show yet.
+        self.rows: dict[int, Any] = {}
+        self.by_node: dict[str, Any] = {}
         self.parkable: set[int] = set()  # node runs queued by this transaction whose message may be held back
-        # Rows read in the round trip that took the lock (fastsql.lock_node_with), used once each.
+        # Rows read in the round trip that took the lock (fastsql.lock_node_with / lock_run_with):
+        # successors by node id; per queue, the queued nodes a sibling claim would take, and whether
+        # that read saw all of them (it asked for more than there were).
         self.prefetched: dict[str, Any] = {}
-        self.sibling: Any = None
-        self.sibling_read = False
+        self.siblings: dict[str, tuple[list[Any], bool]] = {}
 
     def touch(self, *rows: Any) -> None:
         for row in rows:
             self.dirty[row.pk] = row
+            self.rows[row.pk] = row
+            self.by_node[row.node_id] = row
+
+    def take_sibling(self, queue: str) -> tuple[Any, bool]:
+        """(a queued node of ``queue`` read with the lock and not changed by this transaction, or None;
+        whether the database must be asked instead because that read may not have seen them all)."""
+        read = self.siblings.get(queue)
+        if read is None:
+            return None, True
+        rows, complete = read
+        while rows:
+            row = rows.pop(0)
+            if row.pk not in self.rows:
+                return row, False
+        return None, not complete
 
     def save_dirty(self) -> None:
         if self.dirty:

@@ -235,6 +235,7 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
                     evaluate=evaluate,
                     claim_queue=nr.queue if budget > 0 else None,
                     successors=claim.graph.successor_ids(nr.node_id),
+                    run_id=claim.run.id,
                 ),
             )
         finally:

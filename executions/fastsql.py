@@ -157,6 +157,76 @@ def lock_node_with(node_run_id: int, successors: Sequence[str], queue: str | Non
     return Locked(node_run, {row.node_id: row for row in rows}, sibling, queue is not None)
 
 
+def combinable() -> bool:
+    """Whether completions may be combined here: PostgreSQL, outside any transaction of the caller."""
+    return _pg() and not connection.in_atomic_block
+
+
+@dataclass
+class LockedRun:
+    """A batch of completions' reads, taken in the round trip that locks the run (after the lock)."""
+
+    run: Run
+    nodes: dict[int, NodeRun]  # node run id -> row, for the ids asked for (of this run)
+    successors: dict[str, NodeRun]  # node_id -> row
+    siblings: dict[str, list[NodeRun]]  # queue -> queued node runs, parked first, as many as asked for
+
+
+@cache
+def _lock_run_sql() -> tuple[str, str, str, str]:
+    r_cols = _columns(Run)
+    n_cols = _columns(NodeRun)
+    table = NodeRun._meta.db_table
+    lock = f'SELECT {r_cols} FROM "{Run._meta.db_table}" WHERE "id" = %s FOR UPDATE'
+    nodes = f'SELECT {n_cols} FROM "{table}" WHERE "run_id" = %s AND "id" = ANY(%s)'
+    successors = f'SELECT {n_cols} FROM "{table}" WHERE "run_id" = %s AND "node_id" = ANY(%s)'
+    siblings = (
+        f'SELECT {n_cols} FROM "{table}" WHERE "run_id" = %s AND "status" = %s AND "queue" = %s '
+        f'ORDER BY ("dispatched_at" IS NOT NULL), "topo_index" LIMIT %s'
+    )
+    return lock, nodes, successors, siblings
+
+
+def lock_run_with(run_id: Any, node_run_ids: Sequence[int], successors: Sequence[str], queues: dict[str, int]) -> LockedRun | None:
+    """Lock a run and read, in the same round trip, what a batch of its completions reads under the lock.
+
+    The node runs completing, their successors, and per queue up to ``queues[queue]``
+    queued nodes that sibling claims would take. PostgreSQL only (``combinable``).
+    """
+    lock, nodes_sql, succ_sql, sibling_sql = _lock_run_sql()
+    parts = [lock, nodes_sql]
+    params: list[Any] = [run_id, run_id, list(node_run_ids)]
+    if successors:
+        parts.append(succ_sql)
+        params += [run_id, list(successors)]
+    order = list(queues)
+    for queue in order:
+        parts.append(sibling_sql)
+        params += [run_id, "queued", queue, queues[queue]]
+    with connection.cursor() as cur:
+        cur.execute(";\n".join(parts), params)
+        run_row = cur.fetchone()
+        cur.nextset()
+        node_rows = cur.fetchall()
+        succ_rows: list[Any] = []
+        if successors:
+            cur.nextset()
+            succ_rows = cur.fetchall()
+        sibling_rows: dict[str, list[Any]] = {}
+        for queue in order:
+            cur.nextset()
+            sibling_rows[queue] = cur.fetchall()
+    if run_row is None:
+        return None
+    run = _from_db(Run, run_row)
+    nodes = {row.pk: row for row in (_from_db(NodeRun, r) for r in node_rows)}
+    for row in nodes.values():
+        row.run = run
+    succ = {row.node_id: row for row in (_from_db(NodeRun, r) for r in succ_rows)}
+    siblings = {queue: [_from_db(NodeRun, r) for r in rows] for queue, rows in sibling_rows.items()}
+    return LockedRun(run, nodes, succ, siblings)
+
+
 Statement = tuple[str, list[Any]]
 
 

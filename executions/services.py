@@ -17,6 +17,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import jsonschema
@@ -405,6 +406,7 @@ def _refill(tx: RunTx) -> list[NodeRun]:
     free = _cap(run) - run.in_flight
     if run.ready_waiting <= 0 or free <= 0 or run.status != RunStatus.RUNNING:
         return []
+    tx.save_dirty()  # the query must see the nodes this transaction made ready
     waiting = list(
         NodeRun.objects.filter(run=run, status=NodeStatus.PENDING, pending_deps=0, active_in__gt=0).order_by("topo_index")[:free]
     )
@@ -490,23 +492,21 @@ def _claim_next_inline(tx: RunTx, graph: Graph, queue: str) -> Claim | None:
     for i, (nid, _attempt, item_queue, countdown, _prio) in enumerate(tx.dispatch):
         if countdown > 0 or item_queue != queue:
             continue
-        nr = tx.dirty.get(nid)
+        nr = tx.rows.get(nid)
         if nr is None or nr.status != NodeStatus.QUEUED:
             continue
         del tx.dispatch[i]
         nr.run = tx.run
         claim = _claim_locked(tx, graph, nr)
-        claim.known = {row.node_id: (row.status, row.output) for row in tx.dirty.values() if row.status in NODE_TERMINAL}
+        claim.known = {row.node_id: (row.status, row.output) for row in tx.rows.values() if row.status in NODE_TERMINAL}
         return claim
     if not settings.ZYRA_INLINE_SIBLINGS or tx.run.in_flight <= 0:
         return None  # (nothing in flight: no node of this run is queued, no query needed)
     # No successor became ready: take a sibling that is queued and waiting for a worker (a fan-out's
     # other branches). Its message finds it running and does nothing (node_claim's pre-check).
-    if tx.sibling_read and (tx.sibling is None or tx.sibling.id not in tx.dirty):
-        sibling = tx.sibling  # read with the lock; nothing in this transaction changed it
-    else:
-        sibling = fastsql.queued_sibling(tx.run.id, queue, list(tx.dirty))
-    tx.sibling, tx.sibling_read = None, False
+    sibling, ask = tx.take_sibling(queue)
+    if ask:
+        sibling = fastsql.queued_sibling(tx.run.id, queue, list(tx.rows))
     if sibling is None:
         return None
     sibling.run = tx.run
@@ -525,7 +525,7 @@ def _release_parked(tx: RunTx) -> None:
     run = tx.run
     if int(settings.ZYRA_DISPATCH_AHEAD) <= 0 or run.status != RunStatus.RUNNING or run.in_flight <= 0:
         return
-    parked = fastsql.queued_sibling(run.id, None, list(tx.dirty), parked_only=True)
+    parked = fastsql.queued_sibling(run.id, None, list(tx.rows), parked_only=True)
     if parked is None:
         return
     parked.run = run
@@ -556,6 +556,18 @@ def node_complete(*, node_run_id: int, attempt: int, result: Result, evaluate: A
     return node_complete_and_claim(node_run_id=node_run_id, attempt=attempt, result=result, evaluate=evaluate)[0]
 
 
+@dataclass(frozen=True)
+class Completion:
+    """One attempt's result to record (``node_complete_and_claim``'s arguments)."""
+
+    node_run_id: int
+    attempt: int
+    result: Result
+    evaluate: Any = None
+    claim_queue: str | None = None
+    successors: tuple[str, ...] = ()
+
+
 def node_complete_and_claim(
     *,
     node_run_id: int,
@@ -564,74 +576,129 @@ def node_complete_and_claim(
     evaluate: Any = None,
     claim_queue: str | None = None,
     successors: Sequence[str] = (),
+    run_id: Any = None,
 ) -> tuple[bool, Claim | None]:
     """``node_complete``; with ``claim_queue``, also claim one successor on that queue that became ready.
 
     Returns (whether the result was recorded, the successor's claim or None).
     One transaction per hand-off instead of two (complete, then claim).
+
+    ``run_id`` (the node's run, known to the executor): completions of the same
+    run by several threads of this process are recorded together, in one
+    transaction (``executions.combine``; ZYRA_COMBINE_COMPLETIONS, PostgreSQL).
     """
+    item = Completion(node_run_id, attempt, result, evaluate, claim_queue, tuple(successors))
+    if run_id is not None and settings.ZYRA_COMBINE_COMPLETIONS and fastsql.combinable():
+        from executions import combine
+
+        return combine.submit(run_id, item, partial(_complete_batch, run_id), _complete_one)
+    return _complete_one(item)
+
+
+def _complete_one(item: Completion) -> tuple[bool, Claim | None]:
     with transaction.atomic():
-        # ``successors`` (the node's, from the graph): their rows, and with ``claim_queue`` the sibling
-        # a claim would take, come in the round trip that takes the lock.
-        locked = fastsql.lock_node_with(node_run_id, successors, claim_queue)
+        # The node's successors' rows, and with ``claim_queue`` the sibling a claim would take,
+        # come in the round trip that takes the lock.
+        locked = fastsql.lock_node_with(item.node_run_id, item.successors, item.claim_queue)
         if locked is None:
             return False, None
         nr = locked.node_run
         run = nr.run
-        run_id = run.id
-        if nr.status != NodeStatus.RUNNING or nr.attempt != attempt:
-            log.info(
-                "executions.late_result_discarded",
-                extra={"run_id": str(run_id), "node_run_id": node_run_id, "attempt": attempt, "current": getattr(nr, "attempt", None)},
-            )
-            return False, None
-        if run.status != RunStatus.RUNNING:
+        if not _still_ours(nr, run, item):
             return False, None
         graph = graph_for_version(run.version_id)
         tx = RunTx(run)
-        tx.prefetched, tx.sibling, tx.sibling_read = locked.successors, locked.sibling, locked.sibling_read
-        now = tx.now
-        if result.inputs is not None:
-            nr.inputs = result.inputs
-        _close_attempt(nr, now, result)
-        tx.touch(nr)
-        changed: list[NodeRun] = [nr]
-        if result.kind == "defer":
-            _set_node_status(nr, NodeStatus.DEFERRED)
-            nr.next_attempt_at = result.defer_until
-            nr.defer_reason = result.defer_reason
-            nr.state = result.state
-            nr.lease_until = None
-            wait = max(0.0, (result.defer_until - now).total_seconds())
-            if result.defer_reason != "delay":
-                nr.deferred_ms += int(wait * 1000)
-            tx.event("node.deferred", nr.node_id, _node_event_data(nr, reason=result.defer_reason, until=iso(result.defer_until)))
-            if wait <= settings.ZYRA_MAX_COUNTDOWN_S:
-                tx.send(nr.id, nr.attempt, nr.queue, wait)
-        elif result.kind in {"success", "skipped_passthrough"}:
-            nr.output = result.output
-            nr.error = None
-            status = NodeStatus.SUCCEEDED if result.kind == "success" else NodeStatus.SKIPPED
-            changed += _finish(
-                tx,
-                graph,
-                nr,
-                status,
-                Outcome(
-                    status="succeeded" if result.kind == "success" else "skipped",
-                    output=result.output,
-                    passthrough=result.kind == "skipped_passthrough",
-                ),
-                evaluate,
-            )
-        else:
-            changed += _handle_error(tx, graph, nr, result, evaluate)
-        tx.touch(*changed)
-        claim = _claim_next_inline(tx, graph, claim_queue) if claim_queue else None
-        if claim is None:
-            _release_parked(tx)
+        tx.prefetched = locked.successors
+        if item.claim_queue is not None:
+            tx.siblings[item.claim_queue] = ([locked.sibling], False) if locked.sibling else ([], True)
+        claim = _apply_completion(tx, graph, nr, item)
         tx.flush(RUN_FIELDS, commit=True)
     return True, claim
+
+
+def _complete_batch(run_id: Any, items: Sequence[Completion]) -> list[tuple[bool, Claim | None]]:
+    """Several completions of one run in one transaction, each applied as if alone, in order."""
+    with transaction.atomic():
+        queues: dict[str, int] = {}
+        for item in items:
+            if item.claim_queue is not None:
+                queues[item.claim_queue] = queues.get(item.claim_queue, 0) + 1
+        successors = sorted({s for item in items for s in item.successors})
+        locked = fastsql.lock_run_with(run_id, [item.node_run_id for item in items], successors, queues)
+        if locked is None:
+            return [(False, None)] * len(items)
+        run = locked.run
+        graph = graph_for_version(run.version_id)
+        tx = RunTx(run)
+        tx.prefetched = locked.successors
+        tx.siblings = {queue: (rows, len(rows) < queues[queue]) for queue, rows in locked.siblings.items()}
+        out: list[tuple[bool, Claim | None]] = []
+        for item in items:
+            nr = tx.rows.get(item.node_run_id) or locked.nodes.get(item.node_run_id)  # as this batch left it
+            if nr is None or not _still_ours(nr, run, item):
+                out.append((False, None))
+                continue
+            nr.run = run
+            out.append((True, _apply_completion(tx, graph, nr, item)))
+        tx.flush(RUN_FIELDS, commit=True)
+    return out
+
+
+def _still_ours(nr: NodeRun, run: Run, item: Completion) -> bool:
+    """Whether the attempt still holds its claim and its run is still running (else the result is late)."""
+    if nr.status != NodeStatus.RUNNING or nr.attempt != item.attempt:
+        log.info(
+            "executions.late_result_discarded",
+            extra={"run_id": str(run.id), "node_run_id": item.node_run_id, "attempt": item.attempt, "current": nr.attempt},
+        )
+        return False
+    return run.status == RunStatus.RUNNING
+
+
+def _apply_completion(tx: RunTx, graph: Graph, nr: NodeRun, item: Completion) -> Claim | None:
+    """Record one result on the locked run (``tx``); returns the claim of the node taken next, if any."""
+    result, evaluate = item.result, item.evaluate
+    now = tx.now
+    if result.inputs is not None:
+        nr.inputs = result.inputs
+    _close_attempt(nr, now, result)
+    tx.touch(nr)
+    changed: list[NodeRun] = [nr]
+    if result.kind == "defer":
+        _set_node_status(nr, NodeStatus.DEFERRED)
+        nr.next_attempt_at = result.defer_until
+        nr.defer_reason = result.defer_reason
+        nr.state = result.state
+        nr.lease_until = None
+        wait = max(0.0, (result.defer_until - now).total_seconds())
+        if result.defer_reason != "delay":
+            nr.deferred_ms += int(wait * 1000)
+        tx.event("node.deferred", nr.node_id, _node_event_data(nr, reason=result.defer_reason, until=iso(result.defer_until)))
+        if wait <= settings.ZYRA_MAX_COUNTDOWN_S:
+            tx.send(nr.id, nr.attempt, nr.queue, wait)
+    elif result.kind in {"success", "skipped_passthrough"}:
+        nr.output = result.output
+        nr.error = None
+        status = NodeStatus.SUCCEEDED if result.kind == "success" else NodeStatus.SKIPPED
+        changed += _finish(
+            tx,
+            graph,
+            nr,
+            status,
+            Outcome(
+                status="succeeded" if result.kind == "success" else "skipped",
+                output=result.output,
+                passthrough=result.kind == "skipped_passthrough",
+            ),
+            evaluate,
+        )
+    else:
+        changed += _handle_error(tx, graph, nr, result, evaluate)
+    tx.touch(*changed)
+    claim = _claim_next_inline(tx, graph, item.claim_queue) if item.claim_queue else None
+    if claim is None:
+        _release_parked(tx)
+    return claim
 
 
 def _close_attempt(nr: NodeRun, now: Any, result: Result) -> None:
@@ -747,7 +814,9 @@ def _route(tx: RunTx, graph: Graph, node_id: str, outcome: Outcome, evaluate: An
     rows: dict[str, NodeRun] = {}
 
     def load(ids: list[str]) -> dict[str, NodeState]:
-        fetched = [tx.prefetched.pop(i) for i in ids if i in tx.prefetched]  # read with the lock
+        # Rows this transaction changed, then rows read with the lock, then the database (which has
+        # every change of this transaction that is not in memory: a read saves the dirty rows first).
+        fetched = [tx.by_node.get(i) or tx.prefetched[i] for i in ids if i in tx.by_node or i in tx.prefetched]
         have = {row.node_id for row in fetched}
         fetched += fastsql.node_runs(run.id, [i for i in ids if i not in have])
         out: dict[str, NodeState] = {}

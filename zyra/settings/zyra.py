@@ -55,6 +55,10 @@ ZYRA_INLINE_HANDOFFS = env_int("ZYRA_INLINE_HANDOFFS", 64)
 # With no successor ready, a worker thread that finished a node also takes a queued sibling of the same
 # run and queue (its message then finds it claimed): a fan-out needs one locked transaction per node, not two.
 ZYRA_INLINE_SIBLINGS = env_bool("ZYRA_INLINE_SIBLINGS", True)
+# Threads of one worker process that finish nodes of the same run at the same time record their
+# results in one transaction (executions/combine.py: one lock, two round trips and one commit for
+# the batch instead of per node). PostgreSQL only; off: a transaction per completion.
+ZYRA_COMBINE_COMPLETIONS = env_bool("ZYRA_COMBINE_COMPLETIONS", True)
 # A transaction that makes more nodes ready on one queue than this sends messages for this many;
 # the others stay queued without one ("parked") and are taken by the threads that finish their
 # siblings, or handed a message by a completion that takes nothing else (so as many carriers as
