@@ -80,6 +80,9 @@ class RunTx:
         # that read saw all of them (it asked for more than there were).
         self.prefetched: dict[str, Any] = {}
         self.siblings: dict[str, tuple[list[Any], bool]] = {}
+        # Ready nodes waiting for a slot, read with the lock, and whether that read saw all of them.
+        self.waiting: tuple[list[Any], bool] | None = None
+        self.parked: tuple[list[Any], bool] | None = None  # parked nodes read with the lock, likewise
 
     def touch(self, *rows: Any) -> None:
         for row in rows:
@@ -94,6 +97,33 @@ class RunTx:
         if read is None:
             return None, True
         rows, complete = read
+        while rows:
+            row = rows.pop(0)
+            if row.pk not in self.rows:
+                return row, False
+        return None, not complete
+
+    def take_waiting(self, free: int) -> list[Any] | None:
+        """Up to ``free`` ready nodes waiting for a slot, lowest topological index first, from the rows
+        read with the lock and those this transaction made ready; None: ask the database."""
+        if self.waiting is None:
+            return None
+        rows, complete = self.waiting
+        untouched = [row for row in rows if row.pk not in self.rows]
+        if not complete and len(untouched) < free:
+            return None
+        mine = [row for row in self.rows.values() if row.status == NodeStatus.PENDING and row.pending_deps == 0 and row.active_in > 0]
+        taken = sorted(untouched + mine, key=lambda row: row.topo_index)[:free]
+        ids = {row.pk for row in taken}
+        self.waiting = ([row for row in untouched if row.pk not in ids], complete)
+        return taken
+
+    def take_parked(self) -> tuple[Any, bool]:
+        """(a parked node read with the lock that this transaction has not changed, or None; whether
+        the database must be asked instead). Nodes parked by this transaction are parked at its flush."""
+        if self.parked is None:
+            return None, True
+        rows, complete = self.parked
         while rows:
             row = rows.pop(0)
             if row.pk not in self.rows:

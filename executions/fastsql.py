@@ -103,6 +103,27 @@ def _prefetch_sql() -> tuple[str, str]:
     return successors, sibling
 
 
+@cache
+def _waiting_sql(run_expr: str) -> str:
+    """Ready nodes waiting for a parallelism slot, lowest topological index first (only if the run has any)."""
+    table = NodeRun._meta.db_table
+    return (
+        f'SELECT {_columns(NodeRun)} FROM "{table}" WHERE "run_id" = {run_expr} AND "status" = \'pending\' '
+        f'AND "pending_deps" = 0 AND "active_in" > 0 '
+        f'AND (SELECT "ready_waiting" FROM "{Run._meta.db_table}" WHERE "id" = {run_expr}) > 0 '
+        f'ORDER BY "topo_index" LIMIT %s'
+    )
+
+
+@cache
+def _parked_sql(run_expr: str) -> str:
+    """Queued nodes without a message (parked, ZYRA_DISPATCH_AHEAD), lowest topological index first."""
+    return (
+        f'SELECT {_columns(NodeRun)} FROM "{NodeRun._meta.db_table}" WHERE "run_id" = {run_expr} AND "status" = \'queued\' '
+        f'AND "dispatched_at" IS NULL ORDER BY "topo_index" LIMIT %s'
+    )
+
+
 @dataclass
 class Locked:
     """A completion's reads, taken in the round trip that locks the run (after the lock)."""
@@ -111,6 +132,8 @@ class Locked:
     successors: dict[str, NodeRun]  # node_id -> row, for the ids asked for
     sibling: NodeRun | None  # the queued node of the queue asked for that a sibling claim would take
     sibling_read: bool
+    waiting: list[NodeRun] | None = None  # the first ready node waiting for a slot (None: not read)
+    parked: list[NodeRun] | None = None  # the first parked node (None: not read)
 
 
 def lock_node_with(node_run_id: int, successors: Sequence[str], queue: str | None) -> Locked | None:
@@ -134,6 +157,11 @@ def lock_node_with(node_run_id: int, successors: Sequence[str], queue: str | Non
     if queue is not None:
         parts.append(sibling_sql)
         params += [node_run_id, "queued", queue]
+    run_of = f'(SELECT "run_id" FROM "{NodeRun._meta.db_table}" WHERE "id" = %s)'
+    parts.append(_waiting_sql(run_of))
+    params += [node_run_id, node_run_id, 1]
+    parts.append(_parked_sql(run_of))
+    params += [node_run_id, 1]
     with connection.cursor() as cur:
         # One round trip, still one statement per read: each runs (with its own snapshot) once the lock is held.
         cur.execute(";\n".join(parts), params)
@@ -148,13 +176,19 @@ def lock_node_with(node_run_id: int, successors: Sequence[str], queue: str | Non
         if queue is not None:
             cur.nextset()
             sibling_row = cur.fetchone()
+        cur.nextset()
+        waiting_rows = cur.fetchall()
+        cur.nextset()
+        parked_rows = cur.fetchall()
     if run_row is None or node_row is None:
         return None
     node_run = _from_db(NodeRun, node_row)
     node_run.run = _from_db(Run, run_row)
     rows = [_from_db(NodeRun, row) for row in succ_rows]
     sibling = _from_db(NodeRun, sibling_row) if sibling_row else None
-    return Locked(node_run, {row.node_id: row for row in rows}, sibling, queue is not None)
+    waiting = [_from_db(NodeRun, row) for row in waiting_rows]
+    parked = [_from_db(NodeRun, row) for row in parked_rows]
+    return Locked(node_run, {row.node_id: row for row in rows}, sibling, queue is not None, waiting, parked)
 
 
 def combinable() -> bool:
@@ -170,6 +204,8 @@ class LockedRun:
     nodes: dict[int, NodeRun]  # node run id -> row, for the ids asked for (of this run)
     successors: dict[str, NodeRun]  # node_id -> row
     siblings: dict[str, list[NodeRun]]  # queue -> queued node runs, parked first, as many as asked for
+    waiting: list[NodeRun]  # ready nodes waiting for a slot, lowest topological index first, as many as asked for
+    parked: list[NodeRun]  # parked nodes (queued, no message), lowest topological index first, as many as asked for
 
 
 @cache
@@ -187,7 +223,9 @@ def _lock_run_sql() -> tuple[str, str, str, str]:
     return lock, nodes, successors, siblings
 
 
-def lock_run_with(run_id: Any, node_run_ids: Sequence[int], successors: Sequence[str], queues: dict[str, int]) -> LockedRun | None:
+def lock_run_with(
+    run_id: Any, node_run_ids: Sequence[int], successors: Sequence[str], queues: dict[str, int], waiting: int
+) -> LockedRun | None:
     """Lock a run and read, in the same round trip, what a batch of its completions reads under the lock.
 
     The node runs completing, their successors, and per queue up to ``queues[queue]``
@@ -203,6 +241,10 @@ def lock_run_with(run_id: Any, node_run_ids: Sequence[int], successors: Sequence
     for queue in order:
         parts.append(sibling_sql)
         params += [run_id, "queued", queue, queues[queue]]
+    parts.append(_waiting_sql("%s"))
+    params += [run_id, run_id, waiting]
+    parts.append(_parked_sql("%s"))
+    params += [run_id, waiting]
     with connection.cursor() as cur:
         cur.execute(";\n".join(parts), params)
         run_row = cur.fetchone()
@@ -216,6 +258,10 @@ def lock_run_with(run_id: Any, node_run_ids: Sequence[int], successors: Sequence
         for queue in order:
             cur.nextset()
             sibling_rows[queue] = cur.fetchall()
+        cur.nextset()
+        waiting_rows = cur.fetchall()
+        cur.nextset()
+        parked_rows = cur.fetchall()
     if run_row is None:
         return None
     run = _from_db(Run, run_row)
@@ -224,7 +270,7 @@ def lock_run_with(run_id: Any, node_run_ids: Sequence[int], successors: Sequence
         row.run = run
     succ = {row.node_id: row for row in (_from_db(NodeRun, r) for r in succ_rows)}
     siblings = {queue: [_from_db(NodeRun, r) for r in rows] for queue, rows in sibling_rows.items()}
-    return LockedRun(run, nodes, succ, siblings)
+    return LockedRun(run, nodes, succ, siblings, [_from_db(NodeRun, r) for r in waiting_rows], [_from_db(NodeRun, r) for r in parked_rows])
 
 
 Statement = tuple[str, list[Any]]

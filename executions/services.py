@@ -406,10 +406,12 @@ def _refill(tx: RunTx) -> list[NodeRun]:
     free = _cap(run) - run.in_flight
     if run.ready_waiting <= 0 or free <= 0 or run.status != RunStatus.RUNNING:
         return []
-    tx.save_dirty()  # the query must see the nodes this transaction made ready
-    waiting = list(
-        NodeRun.objects.filter(run=run, status=NodeStatus.PENDING, pending_deps=0, active_in__gt=0).order_by("topo_index")[:free]
-    )
+    waiting = tx.take_waiting(free)
+    if waiting is None:
+        tx.save_dirty()  # the query must see the nodes this transaction made ready
+        waiting = list(
+            NodeRun.objects.filter(run=run, status=NodeStatus.PENDING, pending_deps=0, active_in__gt=0).order_by("topo_index")[:free]
+        )
     run.ready_waiting = max(0, run.ready_waiting - len(waiting))
     changed = []
     for nr in waiting:
@@ -525,7 +527,9 @@ def _release_parked(tx: RunTx) -> None:
     run = tx.run
     if int(settings.ZYRA_DISPATCH_AHEAD) <= 0 or run.status != RunStatus.RUNNING or run.in_flight <= 0:
         return
-    parked = fastsql.queued_sibling(run.id, None, list(tx.rows), parked_only=True)
+    parked, ask = tx.take_parked()
+    if ask:
+        parked = fastsql.queued_sibling(run.id, None, list(tx.rows), parked_only=True)
     if parked is None:
         return
     parked.run = run
@@ -609,6 +613,9 @@ def _complete_one(item: Completion) -> tuple[bool, Claim | None]:
         graph = graph_for_version(run.version_id)
         tx = RunTx(run)
         tx.prefetched = locked.successors
+        if locked.waiting is not None and locked.parked is not None:
+            tx.waiting = (locked.waiting, len(locked.waiting) < 1)
+            tx.parked = (locked.parked, len(locked.parked) < 1)
         if item.claim_queue is not None:
             tx.siblings[item.claim_queue] = ([locked.sibling], False) if locked.sibling else ([], True)
         claim = _apply_completion(tx, graph, nr, item)
@@ -624,7 +631,8 @@ def _complete_batch(run_id: Any, items: Sequence[Completion]) -> list[tuple[bool
             if item.claim_queue is not None:
                 queues[item.claim_queue] = queues.get(item.claim_queue, 0) + 1
         successors = sorted({s for item in items for s in item.successors})
-        locked = fastsql.lock_run_with(run_id, [item.node_run_id for item in items], successors, queues)
+        # Each completion frees at most one slot: as many waiting nodes as completions.
+        locked = fastsql.lock_run_with(run_id, [item.node_run_id for item in items], successors, queues, len(items))
         if locked is None:
             return [(False, None)] * len(items)
         run = locked.run
@@ -632,6 +640,8 @@ def _complete_batch(run_id: Any, items: Sequence[Completion]) -> list[tuple[bool
         tx = RunTx(run)
         tx.prefetched = locked.successors
         tx.siblings = {queue: (rows, len(rows) < queues[queue]) for queue, rows in locked.siblings.items()}
+        tx.waiting = (locked.waiting, len(locked.waiting) < len(items))
+        tx.parked = (locked.parked, len(locked.parked) < len(items))
         out: list[tuple[bool, Claim | None]] = []
         for item in items:
             nr = tx.rows.get(item.node_run_id) or locked.nodes.get(item.node_run_id)  # as this batch left it

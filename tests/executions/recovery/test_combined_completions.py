@@ -303,3 +303,31 @@ def test_a_database_error_reaches_every_caller_of_the_batch() -> None:
     out = _race("k3", [1, 2, 3], batch, _gate_first(release), release)
     assert out[1] == 10
     assert isinstance(out[2], OperationalError) and isinstance(out[3], OperationalError)  # each retries its own
+
+
+def test_the_waiting_node_a_freed_slot_goes_to_is_read_with_the_lock(rec_broker: RedisServer, no_foreign_sweeper: None, user: Any) -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    branches = [f"m{i}" for i in range(5)]
+    run, rows = _fan(user, branches, cap=2)  # m0 and m1 run; m2..m4 wait for a slot
+    assert Run.objects.get(id=run.id).ready_waiting == 3
+    with CaptureQueriesContext(connection) as queries:
+        out = services._complete_batch(run.id, [_item(rows["m0"], 0), _item(rows["m1"], 1)])
+    assert [ok for ok, _ in out] == [True, True]
+    round_trips = [q["sql"] for q in queries if q["sql"] not in {"BEGIN", "COMMIT"}]
+    assert len(round_trips) == 2, [q[:80] for q in round_trips]  # the lock's read, then the writes with COMMIT
+    statuses = dict(NodeRun.objects.filter(run=run, node_id__in=branches).values_list("node_id", "status"))
+    assert statuses == {"m0": "succeeded", "m1": "succeeded", "m2": "queued", "m3": "queued", "m4": "pending"}
+    r = Run.objects.get(id=run.id)
+    assert (r.in_flight, r.ready_waiting) == (2, 1)
+    # Alone, too: m2's completion hands its slot to m4 in two round trips.
+    _claim(rows["m2"])
+    with CaptureQueriesContext(connection) as queries:
+        ok, _ = services.node_complete_and_claim(
+            node_run_id=rows["m2"].id, attempt=1, result=services.Result(kind="success", output=2), successors=["join"]
+        )
+    assert ok
+    assert len([q for q in queries if q["sql"] not in {"BEGIN", "COMMIT"}]) == 2
+    assert NodeRun.objects.get(id=rows["m4"].id).status == "queued"
+    assert Run.objects.get(id=run.id).ready_waiting == 0
+    _seqs_contiguous(run)
