@@ -265,6 +265,11 @@ def _db_retry(op: str, call: Callable[[], T]) -> T:
             delay = min(2.0, delay * 2)
 
 
+def run_attempt(claim: services.Claim) -> services.Result:
+    """Run a claimed attempt's handler (outside the worker loop: a trigger root run where its run starts)."""
+    return _attempt(claim)
+
+
 def _attempt(claim: services.Claim) -> services.Result:
     nr, run, graph = claim.node_run, claim.run, claim.graph
     node = graph.nodes[nr.node_id]

@@ -269,7 +269,7 @@ def run_start(
             tx = RunTx(run)
             tx.event("run.queued", data={"status": "queued", "trigger": trigger})
             if _may_start(run, wf_limit=workflow.max_concurrent_runs or 0):
-                _activate(tx, graph, [nr for nr in rows if nr.pending_deps == 0])
+                _activate(tx, graph, [nr for nr in rows if nr.pending_deps == 0], rows)
             else:
                 log.info("executions.run_waiting", extra={"run_id": str(run.id), "workflow_id": str(workflow.id)})
             tx.flush(RUN_FIELDS)
@@ -335,7 +335,9 @@ def _may_start(run: Run, wf_limit: int | None = None) -> bool:
     return True
 
 
-def _activate(tx: RunTx, graph: Graph, roots: list[NodeRun]) -> None:
+def _activate(tx: RunTx, graph: Graph, roots: list[NodeRun], rows: Sequence[NodeRun] = ()) -> None:
+    """Start a run: its roots are queued (up to the cap). ``rows``: every node run of the run, when
+    the caller has them (a new run): trigger roots then run at once (``_run_trigger_roots``)."""
     run = tx.run
     _set_run_status(run, RunStatus.RUNNING)
     run.started_at = tx.now
@@ -344,6 +346,45 @@ def _activate(tx: RunTx, graph: Graph, roots: list[NodeRun]) -> None:
     _admit(tx, roots)
     if run.nodes_total == 0:
         _finalize(tx)
+    elif rows:
+        _run_trigger_roots(tx, graph, rows)
+
+
+TRIGGER_TYPES = frozenset({"MANUAL", "WEBHOOK", "SCHEDULE"})
+
+
+def _run_trigger_roots(tx: RunTx, graph: Graph, rows: Sequence[NodeRun]) -> None:
+    """Run the queued trigger roots of a starting run in its starting transaction (ZYRA_INLINE_TRIGGERS).
+
+    A trigger root only checks and hands on the run's input: no I/O, nothing
+    that can wait. Sending it to a worker cost a message and two locked
+    transactions per run before the first real node could even be queued.
+    It is claimed, run (the same handler and checks as in a worker, with its
+    attempt, events and output) and completed here, so its successors are
+    queued - and sent - by the commit that creates the run.
+    """
+    if not settings.ZYRA_INLINE_TRIGGERS:
+        return
+    from executions import executor
+
+    tx.prefetched = {nr.node_id: nr for nr in rows}  # every row of the run, as just written
+    evaluate = executor.edge_condition_evaluator(tx.run)
+    while tx.run.status == RunStatus.RUNNING:
+        pick = None
+        for i, (nid, _attempt, _queue, countdown, _prio) in enumerate(tx.dispatch):
+            nr = tx.rows.get(nid)
+            if countdown <= 0 and nr is not None and nr.type in TRIGGER_TYPES and nr.status == NodeStatus.QUEUED:
+                pick = i, nr
+                break
+        if pick is None:
+            return
+        i, nr = pick
+        del tx.dispatch[i]
+        tx.parkable.discard(nr.id)
+        nr.run = tx.run
+        claim = _claim_locked(tx, graph, nr)
+        result = executor.run_attempt(claim)
+        _apply_completion(tx, graph, nr, Completion(nr.id, nr.attempt, result, evaluate))
 
 
 def runs_start_waiting(*, workflow_id: Any = None, owner_id: Any = None, limit: int = 50) -> int:

@@ -21,7 +21,8 @@ _RUN_ALLOWED: dict[str, frozenset[str]] = {
 _NODE_ALLOWED: dict[str, frozenset[str]] = {
     "pending": frozenset({"queued", "skipped", "cancelled", "succeeded"}),
     "queued": frozenset({"running", "cancelled", "queued", "skipped"}),
-    "running": frozenset({"succeeded", "failed", "timed_out", "retrying", "deferred", "cancelled", "queued"}),
+    # running -> skipped: a disabled node, claimed like any other, hands its input on without running.
+    "running": frozenset({"succeeded", "failed", "timed_out", "retrying", "deferred", "cancelled", "queued", "skipped"}),
     "deferred": frozenset({"running", "queued", "cancelled"}),
     "retrying": frozenset({"running", "queued", "cancelled"}),
     # Resume re-opens failed/cancelled/timed_out/skipped nodes.

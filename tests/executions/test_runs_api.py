@@ -9,7 +9,7 @@ import pytest
 
 from executions import services
 from executions.models import Run
-from tests.support.factories import make_workflow, node
+from tests.support.factories import edge, make_workflow, node
 
 
 @pytest.fixture
@@ -99,8 +99,12 @@ def test_other_users_runs_are_404_everywhere(api: Any, other_api: Any, user: Any
     _error(api.post(f"/api/workflows/{missing}/runs/", {}, format="json"), 404)
 
 
-def test_cancel_twice_is_a_conflict(api: Any, user: Any, wf: Any) -> None:
-    run = services.run_start(workflow=wf, inputs={}, user=user)
+def test_cancel_twice_is_a_conflict(api: Any, user: Any) -> None:
+    # (A lone MANUAL node would finish in the starting transaction: give the run a node that waits for a worker.)
+    waits = make_workflow(
+        user, {"nodes": [node("start", "MANUAL"), node("later", "DELAY", {"seconds": 60})], "edges": [edge("start", "later")]}
+    )
+    run = services.run_start(workflow=waits, inputs={}, user=user)
     first = api.post(f"/api/runs/{run.id}/cancel/")
     assert first.status_code == 200 and first.json()["status"] == "cancelled"
     assert _error(api.post(f"/api/runs/{run.id}/cancel/"), 409)["code"] == "run_finished"

@@ -146,6 +146,25 @@ def test_edge_conditions_route(worker: Any, user: Any, server: LocalServer) -> N
     assert server.count("/big") == 0 and server.count("/small") == 1
 
 
+def test_a_disabled_node_hands_its_input_on_without_running(worker: Any, user: Any, server: LocalServer) -> None:
+    # A disabled node is claimed like any other and ends skipped (running -> skipped), passing its input on;
+    # before, that transition was refused and the node stayed running until its lease ran out, again and again.
+    d = {
+        "nodes": [
+            node("start", "MANUAL"),
+            http("off", server.url("/off"), isEnabled=False),
+            http("after", server.url("/after?seen={{ nodes.off.output.order }}")),
+        ],
+        "edges": [edge("start", "off"), edge("off", "after")],
+    }
+    run = wait_run(_start(user, d, {"order": 5}).id)
+    assert run.status == "succeeded", statuses(run)
+    off = NodeRun.objects.get(run=run, node_id="off")
+    assert (off.status, off.output) == ("skipped", {"order": 5})
+    assert server.count("/off") == 0 and server.count("/after") == 1
+    assert [r.path for r in server.requests if r.path.startswith("/after")] == ["/after?seen=5"]
+
+
 def test_retry_503_then_success_with_backoff(worker: Any, user: Any, server: LocalServer) -> None:
     server.responses("/flaky", [(503, {"e": 1}), (503, {"e": 2}), (200, {"ok": True})])
     d = {"nodes": [http("f", server.url("/flaky"), retry={"max_attempts": 3, "backoff_s": 0.3, "jitter": 0})], "edges": []}
