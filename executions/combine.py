@@ -127,7 +127,8 @@ def _apply(taken: list[_Request[C, O]], batch: Callable[[Sequence[C]], list[O]],
             r.done.set()
 
 
-def pending_keys() -> int:
-    """Keys currently being combined (tests: nothing is left behind)."""
+def queued(key: Any) -> int | None:
+    """Completions waiting for ``key``'s leader (None: no thread leads ``key``; nothing is left behind)."""
     with _lock:
-        return len(_slots)
+        slot = _slots.get(key)
+        return None if slot is None else len(slot.pending)

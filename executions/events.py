@@ -75,7 +75,7 @@ class RunTx:
         self.rows: dict[int, Any] = {}
         self.by_node: dict[str, Any] = {}
         self.parkable: set[int] = set()  # node runs queued by this transaction whose message may be held back
-        # Rows read in the round trip that took the lock (fastsql.lock_node_with / lock_run_with):
+        # Rows read in the round trip that took the lock (fastsql.lock_run_with):
         # successors by node id; per queue, the queued nodes a sibling claim would take, and whether
         # that read saw all of them (it asked for more than there were).
         self.prefetched: dict[str, Any] = {}
@@ -90,10 +90,9 @@ class RunTx:
             self.rows[row.pk] = row
             self.by_node[row.node_id] = row
 
-    def take_sibling(self, queue: str) -> tuple[Any, bool]:
-        """(a queued node of ``queue`` read with the lock and not changed by this transaction, or None;
-        whether the database must be asked instead because that read may not have seen them all)."""
-        read = self.siblings.get(queue)
+    def _first_untouched(self, read: tuple[list[Any], bool] | None) -> tuple[Any, bool]:
+        """From rows read with the lock: (the next one this transaction has not changed, or None;
+        whether the database must be asked instead, because that read may not have seen them all)."""
         if read is None:
             return None, True
         rows, complete = read
@@ -102,6 +101,10 @@ class RunTx:
             if row.pk not in self.rows:
                 return row, False
         return None, not complete
+
+    def take_sibling(self, queue: str) -> tuple[Any, bool]:
+        """A queued node of ``queue`` for a sibling claim (see ``_first_untouched``)."""
+        return self._first_untouched(self.siblings.get(queue))
 
     def take_waiting(self, free: int) -> list[Any] | None:
         """Up to ``free`` ready nodes waiting for a slot, lowest topological index first, from the rows
@@ -119,16 +122,8 @@ class RunTx:
         return taken
 
     def take_parked(self) -> tuple[Any, bool]:
-        """(a parked node read with the lock that this transaction has not changed, or None; whether
-        the database must be asked instead). Nodes parked by this transaction are parked at its flush."""
-        if self.parked is None:
-            return None, True
-        rows, complete = self.parked
-        while rows:
-            row = rows.pop(0)
-            if row.pk not in self.rows:
-                return row, False
-        return None, not complete
+        """A parked node (see ``_first_untouched``). Nodes this transaction parks are parked at its flush."""
+        return self._first_untouched(self.parked)
 
     def save_dirty(self) -> None:
         if self.dirty:

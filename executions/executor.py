@@ -222,7 +222,7 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
         node_run_id, attempt = nr.id, nr.attempt
         heartbeat.track(node_run_id, claim.timeout_s, attempt)
         try:
-            result = _attempt(claim)
+            result = run_attempt(claim)
             evaluate = edge_condition_evaluator(claim.run)
             # The lease stays renewed until the result is recorded (or given up on).
             _, claim = _db_retry(
@@ -266,11 +266,7 @@ def _db_retry(op: str, call: Callable[[], T]) -> T:
 
 
 def run_attempt(claim: services.Claim) -> services.Result:
-    """Run a claimed attempt's handler (outside the worker loop: a trigger root run where its run starts)."""
-    return _attempt(claim)
-
-
-def _attempt(claim: services.Claim) -> services.Result:
+    """Run a claimed attempt's handler and checks (the worker loop; a trigger root where its run starts)."""
     nr, run, graph = claim.node_run, claim.run, claim.graph
     node = graph.nodes[nr.node_id]
     redactor = Redactor()

@@ -43,18 +43,6 @@ def _columns(model: type[Model]) -> str:
     return ", ".join(f'"{f.column}"' for f in _fields(model))
 
 
-@cache
-def _lock_node_sql() -> tuple[str, str]:
-    r_cols = _columns(Run)
-    n_cols = _columns(NodeRun)
-    lock = (
-        f'SELECT {r_cols} FROM "{Run._meta.db_table}" WHERE "id" = '
-        f'(SELECT "run_id" FROM "{NodeRun._meta.db_table}" WHERE "id" = %s) FOR UPDATE'
-    )
-    read = f'SELECT {n_cols} FROM "{NodeRun._meta.db_table}" WHERE "id" = %s'
-    return lock, read
-
-
 def _from_db(model: type[Model], values: Sequence[Any]) -> Any:
     fields = _fields(model)
     converted = []
@@ -73,8 +61,8 @@ def lock_node(node_run_id: int) -> NodeRun | None:
     lock (PostgreSQL re-reads only the rows it locks), so a claim or result
     queued behind the lock holder could act on a stale attempt.
     """
-    locked = lock_node_with(node_run_id, (), None)
-    return None if locked is None else locked.node_run
+    locked = lock_run_with(None, [node_run_id])
+    return None if locked is None else locked.nodes.get(node_run_id)
 
 
 def _lock_node_orm(node_run_id: int) -> NodeRun | None:
@@ -90,107 +78,6 @@ def _lock_node_orm(node_run_id: int) -> NodeRun | None:
     return node_run
 
 
-@cache
-def _prefetch_sql() -> tuple[str, str]:
-    n_cols = _columns(NodeRun)
-    table = NodeRun._meta.db_table
-    run_of = f'(SELECT "run_id" FROM "{table}" WHERE "id" = %s)'
-    successors = f'SELECT {n_cols} FROM "{table}" WHERE "run_id" = {run_of} AND "node_id" = ANY(%s)'
-    sibling = (
-        f'SELECT {n_cols} FROM "{table}" WHERE "run_id" = {run_of} AND "status" = %s AND "queue" = %s '
-        f'ORDER BY ("dispatched_at" IS NOT NULL), "topo_index" LIMIT 1'
-    )
-    return successors, sibling
-
-
-@cache
-def _waiting_sql(run_expr: str) -> str:
-    """Ready nodes waiting for a parallelism slot, lowest topological index first (only if the run has any)."""
-    table = NodeRun._meta.db_table
-    return (
-        f'SELECT {_columns(NodeRun)} FROM "{table}" WHERE "run_id" = {run_expr} AND "status" = \'pending\' '
-        f'AND "pending_deps" = 0 AND "active_in" > 0 '
-        f'AND (SELECT "ready_waiting" FROM "{Run._meta.db_table}" WHERE "id" = {run_expr}) > 0 '
-        f'ORDER BY "topo_index" LIMIT %s'
-    )
-
-
-@cache
-def _parked_sql(run_expr: str) -> str:
-    """Queued nodes without a message (parked, ZYRA_DISPATCH_AHEAD), lowest topological index first."""
-    return (
-        f'SELECT {_columns(NodeRun)} FROM "{NodeRun._meta.db_table}" WHERE "run_id" = {run_expr} AND "status" = \'queued\' '
-        f'AND "dispatched_at" IS NULL ORDER BY "topo_index" LIMIT %s'
-    )
-
-
-@dataclass
-class Locked:
-    """A completion's reads, taken in the round trip that locks the run (after the lock)."""
-
-    node_run: NodeRun
-    successors: dict[str, NodeRun]  # node_id -> row, for the ids asked for
-    sibling: NodeRun | None  # the queued node of the queue asked for that a sibling claim would take
-    sibling_read: bool
-    waiting: list[NodeRun] | None = None  # the first ready node waiting for a slot (None: not read)
-    parked: list[NodeRun] | None = None  # the first parked node (None: not read)
-
-
-def lock_node_with(node_run_id: int, successors: Sequence[str], queue: str | None) -> Locked | None:
-    """``lock_node`` plus, in the same round trip, the rows a completion reads under the lock.
-
-    The successors' rows (for routing) and, with ``queue``, the queued node a
-    sibling claim would take. Each statement runs after the lock is held, so
-    it sees every change the previous holder committed. Elsewhere than on
-    PostgreSQL: ``lock_node`` alone (the callers read the rest themselves).
-    """
-    if not _pg():
-        node_run = _lock_node_orm(node_run_id)
-        return None if node_run is None else Locked(node_run, {}, None, False)
-    lock, read = _lock_node_sql()
-    succ_sql, sibling_sql = _prefetch_sql()
-    parts: list[str] = [lock, read]
-    params: list[Any] = [node_run_id, node_run_id]
-    if successors:
-        parts.append(succ_sql)
-        params += [node_run_id, list(successors)]
-    if queue is not None:
-        parts.append(sibling_sql)
-        params += [node_run_id, "queued", queue]
-    run_of = f'(SELECT "run_id" FROM "{NodeRun._meta.db_table}" WHERE "id" = %s)'
-    parts.append(_waiting_sql(run_of))
-    params += [node_run_id, node_run_id, 1]
-    parts.append(_parked_sql(run_of))
-    params += [node_run_id, 1]
-    with connection.cursor() as cur:
-        # One round trip, still one statement per read: each runs (with its own snapshot) once the lock is held.
-        cur.execute(";\n".join(parts), params)
-        run_row = cur.fetchone()
-        cur.nextset()
-        node_row = cur.fetchone()
-        succ_rows: list[Any] = []
-        sibling_row = None
-        if successors:
-            cur.nextset()
-            succ_rows = cur.fetchall()
-        if queue is not None:
-            cur.nextset()
-            sibling_row = cur.fetchone()
-        cur.nextset()
-        waiting_rows = cur.fetchall()
-        cur.nextset()
-        parked_rows = cur.fetchall()
-    if run_row is None or node_row is None:
-        return None
-    node_run = _from_db(NodeRun, node_row)
-    node_run.run = _from_db(Run, run_row)
-    rows = [_from_db(NodeRun, row) for row in succ_rows]
-    sibling = _from_db(NodeRun, sibling_row) if sibling_row else None
-    waiting = [_from_db(NodeRun, row) for row in waiting_rows]
-    parked = [_from_db(NodeRun, row) for row in parked_rows]
-    return Locked(node_run, {row.node_id: row for row in rows}, sibling, queue is not None, waiting, parked)
-
-
 def combinable() -> bool:
     """Whether completions may be combined here: PostgreSQL, outside any transaction of the caller."""
     return _pg() and not connection.in_atomic_block
@@ -198,79 +85,98 @@ def combinable() -> bool:
 
 @dataclass
 class LockedRun:
-    """A batch of completions' reads, taken in the round trip that locks the run (after the lock)."""
+    """What completions read under their run's lock, in the round trip that takes it.
+
+    ``siblings``, ``waiting`` and ``parked`` hold as many rows as were asked
+    for (fewer: there were no more); a queue missing from ``siblings``, or
+    None, means not read (the caller asks the database itself).
+    """
 
     run: Run
-    nodes: dict[int, NodeRun]  # node run id -> row, for the ids asked for (of this run)
+    nodes: dict[int, NodeRun]  # node run id -> row (``.run`` set), for the ids asked for
     successors: dict[str, NodeRun]  # node_id -> row
-    siblings: dict[str, list[NodeRun]]  # queue -> queued node runs, parked first, as many as asked for
-    waiting: list[NodeRun]  # ready nodes waiting for a slot, lowest topological index first, as many as asked for
-    parked: list[NodeRun]  # parked nodes (queued, no message), lowest topological index first, as many as asked for
+    siblings: dict[str, list[NodeRun]]  # queue -> queued node runs, parked first
+    waiting: list[NodeRun] | None  # ready nodes waiting for a parallelism slot, lowest topological index first
+    parked: list[NodeRun] | None  # parked nodes (queued, no message), lowest topological index first
 
 
 @cache
-def _lock_run_sql() -> tuple[str, str, str, str]:
-    r_cols = _columns(Run)
+def _lock_run_sql(run_expr: str) -> tuple[str, ...]:
+    """The statements of ``lock_run_with``; ``run_expr`` is the SQL (with its parameters) naming the run."""
     n_cols = _columns(NodeRun)
     table = NodeRun._meta.db_table
-    lock = f'SELECT {r_cols} FROM "{Run._meta.db_table}" WHERE "id" = %s FOR UPDATE'
-    nodes = f'SELECT {n_cols} FROM "{table}" WHERE "run_id" = %s AND "id" = ANY(%s)'
-    successors = f'SELECT {n_cols} FROM "{table}" WHERE "run_id" = %s AND "node_id" = ANY(%s)'
-    siblings = (
-        f'SELECT {n_cols} FROM "{table}" WHERE "run_id" = %s AND "status" = %s AND "queue" = %s '
-        f'ORDER BY ("dispatched_at" IS NOT NULL), "topo_index" LIMIT %s'
+    run_table = Run._meta.db_table
+    of_run = f'SELECT {n_cols} FROM "{table}" WHERE "run_id" = {run_expr}'
+    return (
+        f'SELECT {_columns(Run)} FROM "{run_table}" WHERE "id" = {run_expr} FOR UPDATE',
+        f'{of_run} AND "id" = ANY(%s)',
+        f'{of_run} AND "node_id" = ANY(%s)',
+        f'{of_run} AND "status" = \'queued\' AND "queue" = %s ORDER BY ("dispatched_at" IS NOT NULL), "topo_index" LIMIT %s',
+        (
+            f'{of_run} AND "status" = \'pending\' AND "pending_deps" = 0 AND "active_in" > 0 '
+            f'AND (SELECT "ready_waiting" FROM "{run_table}" WHERE "id" = {run_expr}) > 0 ORDER BY "topo_index" LIMIT %s'
+        ),
+        f'{of_run} AND "status" = \'queued\' AND "dispatched_at" IS NULL ORDER BY "topo_index" LIMIT %s',
     )
-    return lock, nodes, successors, siblings
 
 
 def lock_run_with(
-    run_id: Any, node_run_ids: Sequence[int], successors: Sequence[str], queues: dict[str, int], waiting: int
+    run_id: Any,
+    node_run_ids: Sequence[int],
+    successors: Sequence[str] = (),
+    queues: dict[str, int] | None = None,
+    waiting: int = 0,
 ) -> LockedRun | None:
-    """Lock a run and read, in the same round trip, what a batch of its completions reads under the lock.
+    """Lock a run and read, in the same round trip, what completions of its nodes read under the lock.
 
-    The node runs completing, their successors, and per queue up to ``queues[queue]``
-    queued nodes that sibling claims would take. PostgreSQL only (``combinable``).
+    The node runs ``node_run_ids`` (``run_id`` None: the run is the first one's),
+    the rows of ``successors``, per queue up to ``queues[queue]`` queued nodes that
+    sibling claims would take, and with ``waiting`` > 0 up to that many ready nodes
+    waiting for a slot and parked nodes. Each statement runs after the lock is held,
+    so it sees every change the previous holder committed (one ``node JOIN run ...
+    FOR UPDATE`` would not: PostgreSQL re-reads only the rows it locks). Elsewhere
+    than on PostgreSQL: one node, through the ORM, and nothing else read.
     """
-    lock, nodes_sql, succ_sql, sibling_sql = _lock_run_sql()
+    if not _pg():
+        assert run_id is None and len(node_run_ids) == 1, "batches are PostgreSQL only (combinable)"
+        node_run = _lock_node_orm(node_run_ids[0])
+        if node_run is None:
+            return None
+        return LockedRun(node_run.run, {node_run.pk: node_run}, {}, {}, None, None)
+    run_expr, run_params = (
+        ("%s", [run_id])
+        if run_id is not None
+        else (f'(SELECT "run_id" FROM "{NodeRun._meta.db_table}" WHERE "id" = %s)', [node_run_ids[0]])
+    )
+    lock, nodes_sql, succ_sql, sibling_sql, waiting_sql, parked_sql = _lock_run_sql(run_expr)
+    order = list(queues or {})
     parts = [lock, nodes_sql]
-    params: list[Any] = [run_id, run_id, list(node_run_ids)]
+    params: list[Any] = [*run_params, *run_params, list(node_run_ids)]
     if successors:
         parts.append(succ_sql)
-        params += [run_id, list(successors)]
-    order = list(queues)
+        params += [*run_params, list(successors)]
     for queue in order:
         parts.append(sibling_sql)
-        params += [run_id, "queued", queue, queues[queue]]
-    parts.append(_waiting_sql("%s"))
-    params += [run_id, run_id, waiting]
-    parts.append(_parked_sql("%s"))
-    params += [run_id, waiting]
+        params += [*run_params, queue, (queues or {})[queue]]
+    if waiting > 0:
+        parts += [waiting_sql, parked_sql]
+        params += [*run_params, *run_params, waiting, *run_params, waiting]
     with connection.cursor() as cur:
         cur.execute(";\n".join(parts), params)
-        run_row = cur.fetchone()
-        cur.nextset()
-        node_rows = cur.fetchall()
-        succ_rows: list[Any] = []
-        if successors:
-            cur.nextset()
-            succ_rows = cur.fetchall()
-        sibling_rows: dict[str, list[Any]] = {}
-        for queue in order:
-            cur.nextset()
-            sibling_rows[queue] = cur.fetchall()
-        cur.nextset()
-        waiting_rows = cur.fetchall()
-        cur.nextset()
-        parked_rows = cur.fetchall()
-    if run_row is None:
+        results = [cur.fetchall()]
+        while cur.nextset():
+            results.append(cur.fetchall())
+    if not results[0]:
         return None
-    run = _from_db(Run, run_row)
-    nodes = {row.pk: row for row in (_from_db(NodeRun, r) for r in node_rows)}
+    run = _from_db(Run, results[0][0])
+    rows = iter([[_from_db(NodeRun, r) for r in result] for result in results[1:]])
+    nodes = {row.pk: row for row in next(rows)}
     for row in nodes.values():
         row.run = run
-    succ = {row.node_id: row for row in (_from_db(NodeRun, r) for r in succ_rows)}
-    siblings = {queue: [_from_db(NodeRun, r) for r in rows] for queue, rows in sibling_rows.items()}
-    return LockedRun(run, nodes, succ, siblings, [_from_db(NodeRun, r) for r in waiting_rows], [_from_db(NodeRun, r) for r in parked_rows])
+    succ = {row.node_id: row for row in next(rows)} if successors else {}
+    siblings = {queue: next(rows) for queue in order}
+    waiting_rows, parked_rows = (next(rows), next(rows)) if waiting > 0 else (None, None)
+    return LockedRun(run, nodes, succ, siblings, waiting_rows, parked_rows)
 
 
 Statement = tuple[str, list[Any]]

@@ -350,9 +350,6 @@ def _activate(tx: RunTx, graph: Graph, roots: list[NodeRun], rows: Sequence[Node
         _run_trigger_roots(tx, graph, rows)
 
 
-TRIGGER_TYPES = frozenset({"MANUAL", "WEBHOOK", "SCHEDULE"})
-
-
 def _run_trigger_roots(tx: RunTx, graph: Graph, rows: Sequence[NodeRun]) -> None:
     """Run the queued trigger roots of a starting run in its starting transaction (ZYRA_INLINE_TRIGGERS).
 
@@ -373,7 +370,7 @@ def _run_trigger_roots(tx: RunTx, graph: Graph, rows: Sequence[NodeRun]) -> None
         pick = None
         for i, (nid, _attempt, _queue, countdown, _prio) in enumerate(tx.dispatch):
             nr = tx.rows.get(nid)
-            if countdown <= 0 and nr is not None and nr.type in TRIGGER_TYPES and nr.status == NodeStatus.QUEUED:
+            if countdown <= 0 and nr is not None and nr.status == NodeStatus.QUEUED and _is_trigger(nr.type):
                 pick = i, nr
                 break
         if pick is None:
@@ -385,6 +382,10 @@ def _run_trigger_roots(tx: RunTx, graph: Graph, rows: Sequence[NodeRun]) -> None
         claim = _claim_locked(tx, graph, nr)
         result = executor.run_attempt(claim)
         _apply_completion(tx, graph, nr, Completion(nr.id, nr.attempt, result, evaluate))
+
+
+def _is_trigger(type_: str) -> bool:
+    return node_types.has(type_) and node_types.get(type_).is_trigger
 
 
 def runs_start_waiting(*, workflow_id: Any = None, owner_id: Any = None, limit: int = 50) -> int:
@@ -636,43 +637,24 @@ def node_complete_and_claim(
     if run_id is not None and settings.ZYRA_COMBINE_COMPLETIONS and fastsql.combinable():
         from executions import combine
 
-        return combine.submit(run_id, item, partial(_complete_batch, run_id), _complete_one)
+        return combine.submit(run_id, item, partial(_complete_batch, run_id), partial(_complete_one, run_id=run_id))
     return _complete_one(item)
 
 
-def _complete_one(item: Completion) -> tuple[bool, Claim | None]:
-    with transaction.atomic():
-        # The node's successors' rows, and with ``claim_queue`` the sibling a claim would take,
-        # come in the round trip that takes the lock.
-        locked = fastsql.lock_node_with(item.node_run_id, item.successors, item.claim_queue)
-        if locked is None:
-            return False, None
-        nr = locked.node_run
-        run = nr.run
-        if not _still_ours(nr, run, item):
-            return False, None
-        graph = graph_for_version(run.version_id)
-        tx = RunTx(run)
-        tx.prefetched = locked.successors
-        if locked.waiting is not None and locked.parked is not None:
-            tx.waiting = (locked.waiting, len(locked.waiting) < 1)
-            tx.parked = (locked.parked, len(locked.parked) < 1)
-        if item.claim_queue is not None:
-            tx.siblings[item.claim_queue] = ([locked.sibling], False) if locked.sibling else ([], True)
-        claim = _apply_completion(tx, graph, nr, item)
-        tx.flush(RUN_FIELDS, commit=True)
-    return True, claim
+def _complete_one(item: Completion, run_id: Any = None) -> tuple[bool, Claim | None]:
+    return _complete_batch(run_id, [item])[0]
 
 
 def _complete_batch(run_id: Any, items: Sequence[Completion]) -> list[tuple[bool, Claim | None]]:
-    """Several completions of one run in one transaction, each applied as if alone, in order."""
+    """Completions of one run (``run_id`` None: the first item's) in one transaction, each applied as
+    if alone, in order. What they read under the lock comes in the round trip that takes it."""
     with transaction.atomic():
         queues: dict[str, int] = {}
         for item in items:
             if item.claim_queue is not None:
                 queues[item.claim_queue] = queues.get(item.claim_queue, 0) + 1
         successors = sorted({s for item in items for s in item.successors})
-        # Each completion frees at most one slot: as many waiting nodes as completions.
+        # Each completion frees at most one slot and takes at most one sibling or parked node.
         locked = fastsql.lock_run_with(run_id, [item.node_run_id for item in items], successors, queues, len(items))
         if locked is None:
             return [(False, None)] * len(items)
@@ -681,8 +663,10 @@ def _complete_batch(run_id: Any, items: Sequence[Completion]) -> list[tuple[bool
         tx = RunTx(run)
         tx.prefetched = locked.successors
         tx.siblings = {queue: (rows, len(rows) < queues[queue]) for queue, rows in locked.siblings.items()}
-        tx.waiting = (locked.waiting, len(locked.waiting) < len(items))
-        tx.parked = (locked.parked, len(locked.parked) < len(items))
+        if locked.waiting is not None:
+            tx.waiting = (locked.waiting, len(locked.waiting) < len(items))
+        if locked.parked is not None:
+            tx.parked = (locked.parked, len(locked.parked) < len(items))
         out: list[tuple[bool, Claim | None]] = []
         for item in items:
             nr = tx.rows.get(item.node_run_id) or locked.nodes.get(item.node_run_id)  # as this batch left it

@@ -62,6 +62,13 @@ def _item(nr: NodeRun, output: Any = None, *, queue: str | None = None, attempt:
     return services.Completion(nr.id, attempt, services.Result(kind=kind, output=output, **result), claim_queue=queue, successors=("join",))
 
 
+def _until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
 def _seqs_contiguous(run: Run) -> None:
     seqs = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(1, len(seqs) + 1))
@@ -192,19 +199,19 @@ def test_threads_completing_one_run_while_its_lock_is_held_are_recorded_in_one_b
     holder.execute('SELECT 1 FROM "executions_run" WHERE "id" = %s FOR UPDATE', [run.id])
     first = threading.Thread(target=complete, args=("a",))
     first.start()
-    time.sleep(0.5)  # "a" leads, and waits for the lock in the database
+    _until(lambda: combine.queued(run.id) == 0)  # "a" leads, and waits for the lock in the database
     rest = [threading.Thread(target=complete, args=(b,)) for b in branches[1:]]
     for t in rest:
         t.start()
-    time.sleep(0.5)  # they queue behind "a" in this process
+    _until(lambda: combine.queued(run.id) == 3)  # the others queue behind "a" in this process
     holder.rollback()
     holder.close()
     for t in [first, *rest]:
         t.join(timeout=30)
     assert not errors, errors
     assert {b: ok for b, (ok, _) in results.items()} == dict.fromkeys(branches, True)
-    assert batches == [3]  # "a" alone (one() path), then the three that queued meanwhile, together
-    assert combine.pending_keys() == 0
+    assert batches == [1, 3]  # "a" alone, then the three that queued behind it meanwhile, together
+    assert combine.queued(run.id) is None
     join = NodeRun.objects.get(id=rows["join"].id)
     assert (join.status, join.pending_deps) == ("queued", 0)
     assert RunEvent.objects.filter(run=run, type="node.queued", node_id="join").count() == 1
@@ -253,14 +260,14 @@ def _race(key: str, items: list[int], batch: Any, one: Any, release: threading.E
 
     threads = [threading.Thread(target=go, args=(i,)) for i in items]
     threads[0].start()
-    time.sleep(0.2)
+    _until(lambda: combine.queued(key) == 0)  # the first leads (and waits for ``release``)
     for t in threads[1:]:
         t.start()
-    time.sleep(0.3)
+    _until(lambda: combine.queued(key) == len(items) - 1)
     release.set()
     for t in threads:
         t.join(timeout=10)
-    assert combine.pending_keys() == 0
+    assert combine.queued(key) is None
     return out
 
 

@@ -39,9 +39,9 @@ def _fan(user: Any, branches: Sequence[str] = ("a", "b"), claim_start: bool = Tr
 WIDE = [f"m{i}" for i in range(6)]
 
 
-def _done(nr: NodeRun, output: Any, queue: str | None) -> services.Claim | None:
+def _done(nr: NodeRun, output: Any, queue: str | None, successors: Sequence[str] = ()) -> services.Claim | None:
     ok, nxt = services.node_complete_and_claim(
-        node_run_id=nr.id, attempt=1, result=services.Result(kind="success", output=output), claim_queue=queue
+        node_run_id=nr.id, attempt=1, result=services.Result(kind="success", output=output), claim_queue=queue, successors=successors
     )
     assert ok
     return nxt
@@ -189,16 +189,24 @@ def test_a_completion_reads_what_it_needs_in_the_round_trip_that_takes_the_lock(
     claim_a = _done(rows["start"], {"x": 1}, "io")
     assert claim_a is not None and claim_a.node_run.node_id == "a"
     with CaptureQueriesContext(connection) as queries:
-        ok, claim_b = services.node_complete_and_claim(
-            node_run_id=rows["a"].id,
-            attempt=1,
-            result=services.Result(kind="success", output={"y": 2}),
-            claim_queue="io",
-            successors=["join"],
-        )
-    assert ok and claim_b is not None and claim_b.node_run.node_id == "b"
+        claim_b = _done(rows["a"], {"y": 2}, "io", ["join"])
+    assert claim_b is not None and claim_b.node_run.node_id == "b"
     # Lock + the node + its successor (join) + the queued sibling (b) in one; the writes and COMMIT in the other.
     round_trips = [q["sql"] for q in queries if q["sql"] not in {"BEGIN", "COMMIT"}]  # (Django's own records)
     assert len(round_trips) == 2, [q[:80] for q in round_trips]
     join = NodeRun.objects.get(id=rows["join"].id)
     assert (join.status, join.pending_deps) == ("pending", 1)  # routed from the row read with the lock
+
+
+def test_a_claim_reads_only_the_run_and_its_node_under_the_lock(rec_broker: RedisServer, no_foreign_sweeper: None, user: Any) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, rows = _fan(user, claim_start=False)
+    with CaptureQueriesContext(connection) as queries:
+        assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
+    locked = [q["sql"] for q in queries if "FOR UPDATE" in q["sql"]]
+    assert len(locked) == 1
+    # Two statements (the lock, then the node): none of a completion's prefetches (successors, siblings,
+    # waiting or parked nodes), which a claim would never use.
+    assert locked[0].count(";") == 1 and "ORDER BY" not in locked[0], locked[0]
