@@ -152,7 +152,7 @@ def _layer_queue(layer: Any, channel: str) -> asyncio.Queue[Any] | None:
 def coalesce_s() -> float:
     from django.conf import settings
 
-    return max(0.0, float(getattr(settings, "ZYRA_WS_COALESCE_MS", 25))) / 1000.0
+    return max(0.0, float(getattr(settings, "ZYRA_WS_COALESCE_MS", 10))) / 1000.0
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

@@ -21,5 +21,5 @@ else:
 ZYRA_WS_HEARTBEAT_S = env_float("ZYRA_WS_HEARTBEAT_S", 20.0)
 # A burst of broadcasts to one group is sent to its subscribers at most once per this many ms
 # (the first broadcast after a quiet spell goes at once): one frame per window, not per broadcast.
-ZYRA_WS_COALESCE_MS = env_float("ZYRA_WS_COALESCE_MS", 25.0)
+ZYRA_WS_COALESCE_MS = env_float("ZYRA_WS_COALESCE_MS", 10.0)
 ZYRA_WS_REPLAY_PAGE = env_int("ZYRA_WS_REPLAY_PAGE", 500)
