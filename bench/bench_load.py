@@ -14,7 +14,8 @@ Printed: runs/s (first submission to last run finished), node hand-off p50/p95
 (``NodeRun.dispatched_at`` -> ``NodeRun.started_at``, first-attempt nodes; microseconds, where the
 attempt history keeps milliseconds), API p95 (client-side),
 peak PostgreSQL connections to the bench database (pg_stat_activity, polled every 100 ms),
-worker peak RSS (/proc, each worker with its children), peak runs in flight (queued or running).
+worker peak RSS (/proc, each worker with its children), peak runs in flight (queued or running), CPU seconds used by the workers, the API server,
+PostgreSQL and Redis over the whole run.
 The last line is one JSON object.
 
 Usage: .venv/bin/python bench/bench_load.py [--runs 1000] [--workers 4] [--concurrency 8] [--delay 12]
@@ -196,6 +197,49 @@ def tree_rss_kib(pid: int) -> int:
     return total
 
 
+def _cpu_s(pid: int) -> float:
+    """utime + stime of one process, in seconds (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        out.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return out
+
+
+def cpu_by_part(worker_pids: list[int], api_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the workers, the API server, PostgreSQL and Redis (for a before/after difference).
+
+    PostgreSQL's and Redis's processes are found by name; their CPU includes whatever else uses them.
+    """
+    parts = {"workers": sum(_cpu_s(p) for w in worker_pids for p in _tree(w)), "api": sum(_cpu_s(p) for p in _tree(api_pid))}
+    parts["postgres"] = parts["redis"] = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if name.startswith("postgres"):
+            parts["postgres"] += _cpu_s(int(entry.name))
+        elif name.startswith("redis-server"):
+            parts["redis"] += _cpu_s(int(entry.name))
+    return parts
+
+
 class Poller:
     """Every 100 ms: connections to the bench DB, runs in flight, worker RSS. Own connection, autocommit."""
 
@@ -306,6 +350,7 @@ def main() -> None:
                 else:
                     errors.append(f"{resp.status_code}: {resp.text[:200]}")
 
+        cpu_before = cpu_by_part([p.pid for p in workers.procs], api.pid)
         t_start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.clients) as pool:
             list(pool.map(submit, range(args.runs)))
@@ -328,6 +373,7 @@ def main() -> None:
                     break
                 time.sleep(0.2)
             total_s = time.perf_counter() - t_start
+            cpu_after = cpu_by_part([p.pid for p in workers.procs], api.pid)
             poller.stop.set()
             poller.thread.join(timeout=5)
             by_status: dict[str, int] = dict(
@@ -384,6 +430,8 @@ def main() -> None:
                 "workers_peak_rss_total_mib": round(sum(poller.peak_rss_kib.values()) / 1024, 1),
                 "peak_runs_in_flight": poller.peak_in_flight,
                 "all_succeeded": succeeded == args.runs and not errors,
+                # CPU seconds from the first submission to the last run's end, by part (2 cores: 2 s per second).
+                **{f"cpu_{k}_s": round(cpu_after[k] - cpu_before[k], 1) for k in cpu_before},
             }
         )
         if errors:

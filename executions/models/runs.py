@@ -35,9 +35,11 @@ class Run(models.Model):
     """One execution of one pinned WorkflowVersion. Its row lock serialises the run's bookkeeping."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    workflow = models.ForeignKey("workflows.Workflow", on_delete=models.CASCADE, related_name="runs")
+    # No single-column indexes where a composite one starts with the column (workflow, owner,
+    # created_at below; run on NodeRun and RunEvent): each index is written on every non-HOT update.
+    workflow = models.ForeignKey("workflows.Workflow", on_delete=models.CASCADE, related_name="runs", db_index=False)
     version = models.ForeignKey("workflows.WorkflowVersion", on_delete=models.PROTECT, related_name="runs")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="runs")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="runs", db_index=False)
     status = models.CharField(max_length=24, choices=RunStatus.choices, default=RunStatus.QUEUED)
     trigger = models.CharField(max_length=32, default="manual")  # manual | webhook | schedule | api | resume
     priority = models.PositiveSmallIntegerField(default=5)  # 9 = interactive, 0 = bulk
@@ -56,7 +58,7 @@ class Run(models.Model):
     failed_stop = models.BooleanField(default=False)
     failed_continue = models.PositiveIntegerField(default=0)
     resumes = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)
@@ -99,7 +101,7 @@ class Run(models.Model):
 class NodeRun(models.Model):
     """One node of one run: status, attempt, fan-in counters, lease, result."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="node_runs")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="node_runs", db_index=False)
     node_id = models.CharField(max_length=200)
     type = models.CharField(max_length=64)
     queue = models.CharField(max_length=16, default="cpu")
@@ -129,8 +131,11 @@ class NodeRun(models.Model):
         ordering = ["run", "topo_index"]
         constraints = [models.UniqueConstraint(fields=["run", "node_id"], name="noderun_unique")]
         indexes = [
-            models.Index(fields=["status", "lease_until"], name="noderun_lease_idx"),
-            models.Index(fields=["status", "next_attempt_at"], name="noderun_next_idx"),
+            # The sweeper's three questions, each over the few rows in one status: a partial index
+            # takes an entry only while a node is in that status (most updates change the status).
+            models.Index(fields=["lease_until"], condition=models.Q(status="running"), name="noderun_lease_idx"),
+            models.Index(fields=["next_attempt_at"], condition=models.Q(status__in=["deferred", "retrying"]), name="noderun_next_idx"),
+            models.Index(fields=["dispatched_at"], condition=models.Q(status="queued"), name="noderun_queued_idx"),
             models.Index(fields=["run", "status", "topo_index"], name="noderun_ready_idx"),
             models.Index(fields=["type", "status"], name="noderun_type_idx"),
             # Analytics: per-run node figures without visiting the heap, and the failures alone.
@@ -163,7 +168,7 @@ class NodeRun(models.Model):
 class RunEvent(models.Model):
     """Append-only: written in the same transaction as the change it records."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events", db_index=False)
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=40)
     node_id = models.CharField(max_length=200, blank=True, default="")
