@@ -337,7 +337,7 @@ def _may_start(run: Run, wf_limit: int | None = None) -> bool:
 
 def _activate(tx: RunTx, graph: Graph, roots: list[NodeRun], rows: Sequence[NodeRun] = ()) -> None:
     """Start a run: its roots are queued (up to the cap). ``rows``: every node run of the run, when
-    the caller has them (a new run): trigger roots then run at once (``_run_trigger_roots``)."""
+    the caller has them (a new run): instant nodes (trigger roots, a DELAY's first attempt) then run at once (``_run_instant_nodes``)."""
     run = tx.run
     _set_run_status(run, RunStatus.RUNNING)
     run.started_at = tx.now
@@ -347,18 +347,20 @@ def _activate(tx: RunTx, graph: Graph, roots: list[NodeRun], rows: Sequence[Node
     if run.nodes_total == 0:
         _finalize(tx)
     elif rows:
-        _run_trigger_roots(tx, graph, rows)
+        _run_instant_nodes(tx, graph, rows)
 
 
-def _run_trigger_roots(tx: RunTx, graph: Graph, rows: Sequence[NodeRun]) -> None:
-    """Run the queued trigger roots of a starting run in its starting transaction (ZYRA_INLINE_TRIGGERS).
+def _run_instant_nodes(tx: RunTx, graph: Graph, rows: Sequence[NodeRun]) -> None:
+    """Run the queued instant nodes of a starting run in its starting transaction (ZYRA_INLINE_TRIGGERS).
 
-    A trigger root only checks and hands on the run's input: no I/O, nothing
-    that can wait. Sending it to a worker cost a message and two locked
-    transactions per run before the first real node could even be queued.
-    It is claimed, run (the same handler and checks as in a worker, with its
-    attempt, events and output) and completed here, so its successors are
-    queued - and sent - by the commit that creates the run.
+    Instant types (``NodeTypeSpec.instant``) do no I/O and never wait: a
+    trigger root checks and hands on the run's input; a DELAY's first attempt
+    computes when to wake and defers. Sending one to a worker cost a message
+    and two locked transactions per run. Each is claimed, run (the same
+    handler and checks as in a worker, with its attempt, events and output)
+    and completed here, so what follows it - the next nodes, or the DELAY's
+    wake-up countdown - is queued and sent by the commit that creates the run.
+    Nodes made ready by these run too when they are instant (a chain of them).
     """
     if not settings.ZYRA_INLINE_TRIGGERS:
         return
@@ -370,7 +372,7 @@ def _run_trigger_roots(tx: RunTx, graph: Graph, rows: Sequence[NodeRun]) -> None
         pick = None
         for i, (nid, _attempt, _queue, countdown, _prio) in enumerate(tx.dispatch):
             nr = tx.rows.get(nid)
-            if countdown <= 0 and nr is not None and nr.status == NodeStatus.QUEUED and _is_trigger(nr.type):
+            if countdown <= 0 and nr is not None and nr.status == NodeStatus.QUEUED and _is_instant(nr.type):
                 pick = i, nr
                 break
         if pick is None:
@@ -384,8 +386,8 @@ def _run_trigger_roots(tx: RunTx, graph: Graph, rows: Sequence[NodeRun]) -> None
         _apply_completion(tx, graph, nr, Completion(nr.id, nr.attempt, result, evaluate))
 
 
-def _is_trigger(type_: str) -> bool:
-    return node_types.has(type_) and node_types.get(type_).is_trigger
+def _is_instant(type_: str) -> bool:
+    return node_types.has(type_) and node_types.get(type_).instant
 
 
 def runs_start_waiting(*, workflow_id: Any = None, owner_id: Any = None, limit: int = 50) -> int:

@@ -48,6 +48,9 @@ class NodeTypeSpec:
     handles: tuple[str, ...] | None = None
     # Whether the type can start a run (trigger roots).
     is_trigger: bool = False
+    # Its handler does no I/O and never waits (triggers hand the input on; DELAY computes when to
+    # wake and defers): a new run runs such nodes in the transaction that starts it.
+    instant: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -22,5 +22,6 @@ def register_trigger(*, type_name: str, label: str, description: str, config_sch
             retry=RetryPolicy(max_attempts=1),
             queue="cpu",
             is_trigger=True,
+            instant=True,
         )
     )

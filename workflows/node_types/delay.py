@@ -53,5 +53,6 @@ SPEC = node_types.register(
         timeout_s=10.0,
         retry=RetryPolicy(max_attempts=1),
         queue="io",
+        instant=True,
     )
 )

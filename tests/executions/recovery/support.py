@@ -123,7 +123,8 @@ class RedisServer:
             for raw in r.lrange(key, 0, -1):
                 msg = json.loads(raw)
                 body = json.loads(base64.b64decode(msg["body"]))
-                out.append({"queue": key.decode(), "task": msg["headers"]["task"], "args": body[0]})
+                headers = msg["headers"]
+                out.append({"queue": key.decode(), "task": headers["task"], "args": body[0], "eta": headers.get("eta")})
         return out
 
 

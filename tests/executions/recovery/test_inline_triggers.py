@@ -1,11 +1,14 @@
-"""Trigger roots (MANUAL, WEBHOOK, SCHEDULE) run in the transaction that starts their run.
+"""Instant nodes - trigger roots (MANUAL, WEBHOOK, SCHEDULE) and a DELAY's first attempt - run in the transaction that starts their run.
 
 No worker consumes this test's broker: what the start sends is read back from it.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
+
+from django.utils import timezone
 
 from executions import services
 from executions.models import NodeRun, Run, RunEvent
@@ -79,3 +82,52 @@ def test_a_run_waiting_for_a_concurrency_slot_does_not_run_its_trigger_yet(
     assert Run.objects.get(id=first.id).status == "running"
     assert Run.objects.get(id=second.id).status == "queued"
     assert NodeRun.objects.get(run=second, node_id="start").status == "pending"
+
+
+def test_a_delay_after_the_trigger_defers_as_the_run_starts_and_only_its_wake_up_is_sent(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any
+) -> None:
+    d = {
+        "nodes": [node("start", "MANUAL"), node("wait", "DELAY", {"seconds": "{{ input.pause }}"}), http("a", URL)],
+        "edges": [edge("start", "wait"), edge("wait", "a")],
+    }
+    before = timezone.now()
+    run = services.run_start(workflow=make_workflow(user, d), inputs={"pause": 30}, user=user)
+    rows = {nr.node_id: nr for nr in NodeRun.objects.filter(run=run)}
+    wait = rows["wait"]
+    assert (rows["start"].status, wait.status, rows["a"].status) == ("succeeded", "deferred", "pending")
+    assert wait.started_at is not None and wait.next_attempt_at is not None
+    assert timedelta(seconds=29) <= wait.next_attempt_at - before <= timedelta(seconds=31)
+    # One message: the DELAY's wake-up, a countdown to the same moment (a worker claims it then).
+    messages = [m for queue in ("io", "cpu") for m in rec_broker.queued_messages(queue)]
+    assert [tuple(m["args"]) for m in messages] == [(wait.id, wait.attempt)]
+    eta = datetime.fromisoformat(messages[0]["eta"])
+    assert abs((eta - wait.next_attempt_at).total_seconds()) < 1
+    types = list(RunEvent.objects.filter(run=run, node_id="wait", type__startswith="node.").order_by("seq").values_list("type", flat=True))
+    assert types == ["node.queued", "node.started", "node.deferred"]
+
+
+def test_a_zero_delay_passes_at_once_and_its_successor_is_sent(rec_broker: RedisServer, no_foreign_sweeper: None, user: Any) -> None:
+    d = {
+        "nodes": [node("start", "MANUAL"), node("wait", "DELAY", {"seconds": 0}), http("a", URL)],
+        "edges": [edge("start", "wait"), edge("wait", "a")],
+    }
+    run = services.run_start(workflow=make_workflow(user, d), inputs={"k": 1}, user=user)
+    rows = {nr.node_id: nr for nr in NodeRun.objects.filter(run=run)}
+    assert (rows["wait"].status, rows["wait"].output, rows["a"].status) == ("succeeded", {"k": 1}, "queued")
+    assert _sent(rec_broker) == {rows["a"].id}
+
+
+def test_a_delay_with_a_bad_duration_fails_in_the_starting_transaction(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any
+) -> None:
+    d = {
+        "nodes": [node("start", "MANUAL"), node("wait", "DELAY", {"seconds": "{{ input.pause }}"}), http("a", URL)],
+        "edges": [edge("start", "wait"), edge("wait", "a")],
+    }
+    run = services.run_start(workflow=make_workflow(user, d), inputs={"pause": "soon"}, user=user)
+    rows = {nr.node_id: nr for nr in NodeRun.objects.filter(run=run)}
+    assert rows["wait"].status == "failed" and rows["wait"].error["code"] == "validation"
+    assert rows["a"].status in ("skipped", "cancelled")
+    assert Run.objects.get(id=run.id).status == "failed"
+    assert _sent(rec_broker) == set()
