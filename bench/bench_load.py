@@ -282,7 +282,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8, help="threads per worker process")
     ap.add_argument("--delay", type=float, default=12.0, help="DELAY node seconds (keeps runs in flight)")
     ap.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
-    ap.add_argument("--api-procs", type=int, default=2, help="uvicorn worker processes")
+    ap.add_argument("--api-procs", type=int, default=4, help="uvicorn worker processes (Django runs one view at a time per ASGI process)")
     ap.add_argument("--api-pool", type=int, default=4, help="DB_POOL_MAX per API process (0: a connection per request)")
     ap.add_argument("--clients", type=int, default=16, help="client threads submitting runs")
     ap.add_argument("--timeout", type=float, default=600.0, help="bound on the whole wait for the runs")
