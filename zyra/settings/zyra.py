@@ -59,8 +59,9 @@ ZYRA_INLINE_SIBLINGS = env_bool("ZYRA_INLINE_SIBLINGS", True)
 # results in one transaction (executions/combine.py: one lock, two round trips and one commit for
 # the batch instead of per node). PostgreSQL only; off: a transaction per completion.
 ZYRA_COMBINE_COMPLETIONS = env_bool("ZYRA_COMBINE_COMPLETIONS", True)
-# A run's trigger roots (MANUAL, WEBHOOK, SCHEDULE: they only check and hand on the run's input) run
-# in the transaction that starts the run, instead of as a message to a worker; off: like any node.
+# A new run's instant nodes (NodeTypeSpec.instant: trigger roots, which only check and hand on the
+# run's input, and a DELAY after them, whose first attempt only computes when to wake) run in the
+# transaction that starts the run, instead of as a message to a worker; off: like any node.
 ZYRA_INLINE_TRIGGERS = env_bool("ZYRA_INLINE_TRIGGERS", True)
 # A transaction that makes more nodes ready on one queue than this sends messages for this many;
 # the others stay queued without one ("parked") and are taken by the threads that finish their
