@@ -12,7 +12,8 @@ processes (the first one also runs beat, so the sweeper is live).
 
 Printed: runs/s (first submission to last run finished), node hand-off p50/p95
 (``NodeRun.dispatched_at`` -> ``NodeRun.started_at``, first-attempt nodes; microseconds, where the
-attempt history keeps milliseconds), API p95 (client-side),
+attempt history keeps milliseconds), how late the DELAY's wake-up attempt started against its due
+time (p50/p95), API p95 (client-side),
 peak PostgreSQL connections to the bench database (pg_stat_activity, polled every 100 ms),
 worker peak RSS (/proc, each worker with its children), peak runs in flight (queued or running), CPU seconds used by the workers, the API server,
 PostgreSQL and Redis over the whole run.
@@ -395,6 +396,17 @@ def main() -> None:
                 "      WHERE r.workflow_id = %s AND n.attempt = 1 AND n.started_at IS NOT NULL) n GROUP BY 1 ORDER BY 1",
                 (str(wf.id),),
             ).fetchall()
+            # A DELAY's wake-up: its second attempt's start against the time it was due (state.until).
+            # Under overload the backlog waits somewhere: in the queues (hand-off) or here.
+            wake_late = [
+                float(r[0])
+                for r in conn.execute(
+                    "SELECT extract(epoch FROM ((n.attempts->1->>'started_at')::timestamptz - (n.state->>'until')::timestamptz)) * 1000 "
+                    "FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
+                    "WHERE r.workflow_id = %s AND n.type = 'DELAY' AND jsonb_array_length(n.attempts) >= 2 AND n.state ? 'until'",
+                    (str(wf.id),),
+                ).fetchall()
+            ]
             node_counts: dict[str, int] = dict(
                 conn.execute(
                     "SELECT n.status, count(*) FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
@@ -422,6 +434,8 @@ def main() -> None:
                 "handoff_p50_ms": round(pct(handoff, 0.5) or 0, 1),
                 "handoff_p95_ms": round(pct(handoff, 0.95) or 0, 1),
                 "handoff_max_ms": round(max(handoff, default=0), 1),
+                "delay_wake_late_p50_ms": round(pct(wake_late, 0.5) or 0, 1),
+                "delay_wake_late_p95_ms": round(pct(wake_late, 0.95) or 0, 1),
                 "api_p50_ms": round((pct(latencies, 0.5) or 0) * 1000, 1),
                 "api_p95_ms": round((pct(latencies, 0.95) or 0) * 1000, 1),
                 "peak_pg_connections": poller.peak_conns,

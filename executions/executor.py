@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import jsonschema
 from celery.exceptions import SoftTimeLimitExceeded
@@ -25,8 +25,10 @@ from executions.engine.graph import Graph
 from executions.engine.routing import Outcome, edge_active
 from executions.models import NodeStatus, Run
 from executions.nodes.base import Defer, NodeContext, NodeError, handlers
-from workflows.registry import node_types
+from workflows.registry import QueueName, node_types
 from zyra.redaction import Redactor, global_redactor
+
+NODE_QUEUES = frozenset(get_args(QueueName))
 
 log = logging.getLogger("executions.executor")
 
@@ -233,7 +235,7 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
                     attempt=attempt,
                     result=result,
                     evaluate=evaluate,
-                    claim_queue=nr.queue if budget > 0 else None,
+                    claim_queues=claim_queues(nr.queue) if budget > 0 else (),
                     successors=claim.graph.successor_ids(nr.node_id),
                     run_id=claim.run.id,
                 ),
@@ -242,6 +244,21 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
             heartbeat.untrack(node_run_id, attempt)
         budget -= 1
     return True
+
+
+def claim_queues(own: str) -> tuple[str, ...]:
+    """Queues a thread that finished a node of ``own`` may take its next node from, in order.
+
+    The node's own queue first; then (ZYRA_INLINE_ANY_QUEUE) the other node
+    queues this worker consumes: a node it would run on delivery of its
+    message anyway, run now, instead of a message that waits behind the
+    queue's backlog while this thread looks for work.
+    """
+    if not settings.ZYRA_INLINE_ANY_QUEUE:
+        return (own,)
+    from zyra.celery import app
+
+    return (own, *(q for q in app.amqp.queues.consume_from if q != own and q in NODE_QUEUES))
 
 
 def _db_retry(op: str, call: Callable[[], T]) -> T:

@@ -524,35 +524,42 @@ def _claim_locked(tx: RunTx, graph: Graph, nr: NodeRun) -> Claim:
     return Claim(node_run=nr, run=run, graph=graph, timeout_s=timeout)
 
 
-def _claim_next_inline(tx: RunTx, graph: Graph, queue: str) -> Claim | None:
+def _claim_next_inline(tx: RunTx, graph: Graph, queues: Sequence[str]) -> Claim | None:
     """Hand-off fast path: claim, in the completing transaction, one successor that became ready now.
 
     The successor was just queued by this transaction (its row is among the
     dirty ones); instead of a message it is marked running for this worker,
     with a lease, in the same commit. A crash after the commit leaves a
     running node whose lease expires: the sweeper recovers it like any
-    attempt lost with its worker.
+    attempt lost with its worker. ``queues``: those this worker serves, the
+    finished node's own first (a node of another queue goes only to a worker
+    that would take its message anyway).
     """
     if tx.run.status != RunStatus.RUNNING:
         return None
-    for i, (nid, _attempt, item_queue, countdown, _prio) in enumerate(tx.dispatch):
-        if countdown > 0 or item_queue != queue:
-            continue
-        nr = tx.rows.get(nid)
-        if nr is None or nr.status != NodeStatus.QUEUED:
-            continue
-        del tx.dispatch[i]
-        nr.run = tx.run
-        claim = _claim_locked(tx, graph, nr)
-        claim.known = {row.node_id: (row.status, row.output) for row in tx.rows.values() if row.status in NODE_TERMINAL}
-        return claim
+    for queue in queues:
+        for i, (nid, _attempt, item_queue, countdown, _prio) in enumerate(tx.dispatch):
+            if countdown > 0 or item_queue != queue:
+                continue
+            nr = tx.rows.get(nid)
+            if nr is None or nr.status != NodeStatus.QUEUED:
+                continue
+            del tx.dispatch[i]
+            nr.run = tx.run
+            claim = _claim_locked(tx, graph, nr)
+            claim.known = {row.node_id: (row.status, row.output) for row in tx.rows.values() if row.status in NODE_TERMINAL}
+            return claim
     if not settings.ZYRA_INLINE_SIBLINGS or tx.run.in_flight <= 0:
         return None  # (nothing in flight: no node of this run is queued, no query needed)
     # No successor became ready: take a sibling that is queued and waiting for a worker (a fan-out's
     # other branches). Its message finds it running and does nothing (node_claim's pre-check).
-    sibling, ask = tx.take_sibling(queue)
-    if ask:
-        sibling = fastsql.queued_sibling(tx.run.id, queue, list(tx.rows))
+    sibling = None
+    for queue in queues:
+        sibling, ask = tx.take_sibling(queue)
+        if ask:
+            sibling = fastsql.queued_sibling(tx.run.id, queue, list(tx.rows))
+        if sibling is not None:
+            break
     if sibling is None:
         return None
     sibling.run = tx.run
@@ -612,7 +619,8 @@ class Completion:
     attempt: int
     result: Result
     evaluate: Any = None
-    claim_queue: str | None = None
+    # Queues whose nodes this thread may take next, in order of preference (empty: none).
+    claim_queues: tuple[str, ...] = ()
     successors: tuple[str, ...] = ()
 
 
@@ -622,11 +630,12 @@ def node_complete_and_claim(
     attempt: int,
     result: Result,
     evaluate: Any = None,
-    claim_queue: str | None = None,
+    claim_queues: Sequence[str] = (),
     successors: Sequence[str] = (),
     run_id: Any = None,
 ) -> tuple[bool, Claim | None]:
-    """``node_complete``; with ``claim_queue``, also claim one successor on that queue that became ready.
+    """``node_complete``; with ``claim_queues``, also claim one node of those queues for this thread:
+    a successor that became ready, else a queued sibling (the first queue that has one, in order).
 
     Returns (whether the result was recorded, the successor's claim or None).
     One transaction per hand-off instead of two (complete, then claim).
@@ -635,7 +644,7 @@ def node_complete_and_claim(
     run by several threads of this process are recorded together, in one
     transaction (``executions.combine``; ZYRA_COMBINE_COMPLETIONS, PostgreSQL).
     """
-    item = Completion(node_run_id, attempt, result, evaluate, claim_queue, tuple(successors))
+    item = Completion(node_run_id, attempt, result, evaluate, tuple(claim_queues), tuple(successors))
     if run_id is not None and settings.ZYRA_COMBINE_COMPLETIONS and fastsql.combinable():
         from executions import combine
 
@@ -653,8 +662,8 @@ def _complete_batch(run_id: Any, items: Sequence[Completion]) -> list[tuple[bool
     with transaction.atomic():
         queues: dict[str, int] = {}
         for item in items:
-            if item.claim_queue is not None:
-                queues[item.claim_queue] = queues.get(item.claim_queue, 0) + 1
+            for queue in item.claim_queues:
+                queues[queue] = queues.get(queue, 0) + 1
         successors = sorted({s for item in items for s in item.successors})
         # Each completion frees at most one slot and takes at most one sibling or parked node.
         locked = fastsql.lock_run_with(run_id, [item.node_run_id for item in items], successors, queues, len(items))
@@ -732,7 +741,7 @@ def _apply_completion(tx: RunTx, graph: Graph, nr: NodeRun, item: Completion) ->
     else:
         changed += _handle_error(tx, graph, nr, result, evaluate)
     tx.touch(*changed)
-    claim = _claim_next_inline(tx, graph, item.claim_queue) if item.claim_queue else None
+    claim = _claim_next_inline(tx, graph, item.claim_queues) if item.claim_queues else None
     if claim is None:
         _release_parked(tx)
     return claim

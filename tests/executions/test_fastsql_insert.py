@@ -42,9 +42,7 @@ def _stored(run: Run) -> dict[str, dict[str, Any]]:
     names = [f.attname for f in NodeRun._meta.concrete_fields if f.attname not in ("id", "run_id")]
     with connection.cursor() as cur:
         # The raw column values, NULL and JSON null told apart.
-        cur.execute(
-            "SELECT node_id, " + ", ".join(f'"{n}"::text' for n in names) + " FROM executions_noderun WHERE run_id = %s", [run.id]
-        )
+        cur.execute("SELECT node_id, " + ", ".join(f'"{n}"::text' for n in names) + " FROM executions_noderun WHERE run_id = %s", [run.id])
         return {row[0]: dict(zip(names, row[1:])) for row in cur.fetchall()}
 
 

@@ -55,6 +55,9 @@ ZYRA_INLINE_HANDOFFS = env_int("ZYRA_INLINE_HANDOFFS", 64)
 # With no successor ready, a worker thread that finished a node also takes a queued sibling of the same
 # run and queue (its message then finds it claimed): a fan-out needs one locked transaction per node, not two.
 ZYRA_INLINE_SIBLINGS = env_bool("ZYRA_INLINE_SIBLINGS", True)
+# A thread that finished a node may take its next one (a successor or a sibling) from any node queue
+# its worker consumes, its own queue first; off: only from the finished node's own queue.
+ZYRA_INLINE_ANY_QUEUE = env_bool("ZYRA_INLINE_ANY_QUEUE", True)
 # Threads of one worker process that finish nodes of the same run at the same time record their
 # results in one transaction (executions/combine.py: one lock, two round trips and one commit for
 # the batch instead of per node). PostgreSQL only; off: a transaction per completion.

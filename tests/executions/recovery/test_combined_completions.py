@@ -59,7 +59,9 @@ def _complete(nr: NodeRun, output: Any) -> None:
 
 def _item(nr: NodeRun, output: Any = None, *, queue: str | None = None, attempt: int = 1, **result: Any) -> services.Completion:
     kind = result.pop("kind", "success")
-    return services.Completion(nr.id, attempt, services.Result(kind=kind, output=output, **result), claim_queue=queue, successors=("join",))
+    return services.Completion(
+        nr.id, attempt, services.Result(kind=kind, output=output, **result), claim_queues=(queue,) if queue else (), successors=("join",)
+    )
 
 
 def _until(condition: Any, timeout: float = 10.0) -> None:

@@ -41,7 +41,11 @@ WIDE = [f"m{i}" for i in range(6)]
 
 def _done(nr: NodeRun, output: Any, queue: str | None, successors: Sequence[str] = ()) -> services.Claim | None:
     ok, nxt = services.node_complete_and_claim(
-        node_run_id=nr.id, attempt=1, result=services.Result(kind="success", output=output), claim_queue=queue, successors=successors
+        node_run_id=nr.id,
+        attempt=1,
+        result=services.Result(kind="success", output=output),
+        claim_queues=(queue,) if queue else (),
+        successors=successors,
     )
     assert ok
     return nxt
@@ -210,3 +214,71 @@ def test_a_claim_reads_only_the_run_and_its_node_under_the_lock(rec_broker: Redi
     # Two statements (the lock, then the node): none of a completion's prefetches (successors, siblings,
     # waiting or parked nodes), which a claim would never use.
     assert locked[0].count(";") == 1 and "ORDER BY" not in locked[0], locked[0]
+
+
+def _mixed_fan(user: Any) -> dict[str, NodeRun]:
+    """start (io) -> a (io), c (cpu, a CALCULATOR) -> join; start claimed here."""
+    d = {
+        "nodes": [http("start", URL), http("a", URL), node("c", "CALCULATOR", {"expression": "1 + 1"}), node("join", "MERGE")],
+        "edges": [edge("start", "a"), edge("start", "c"), edge("a", "join"), edge("c", "join")],
+    }
+    run = services.run_start(workflow=make_workflow(user, d), inputs={}, user=user)
+    rows = {nr.node_id: nr for nr in NodeRun.objects.filter(run=run)}
+    assert (rows["a"].queue, rows["c"].queue) == ("io", "cpu")
+    assert services.node_claim(node_run_id=rows["start"].id, attempt=1) is not None
+    return rows
+
+
+def _complete(nr: NodeRun, queues: tuple[str, ...]) -> services.Claim | None:
+    ok, nxt = services.node_complete_and_claim(
+        node_run_id=nr.id, attempt=1, result=services.Result(kind="success", output={}), claim_queues=queues
+    )
+    assert ok
+    return nxt
+
+
+def test_a_thread_serving_both_queues_takes_the_other_queues_sibling_after_its_own(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any
+) -> None:
+    rows = _mixed_fan(user)
+    # Both became ready: the finished node's own queue (io) comes first.
+    claim_a = _complete(rows["start"], ("io", "cpu"))
+    assert claim_a is not None and claim_a.node_run.node_id == "a"
+    # Nothing became ready after a (join waits for c): the cpu sibling is taken instead of waiting for its message.
+    claim_c = _complete(rows["a"], ("io", "cpu"))
+    assert claim_c is not None and claim_c.node_run.node_id == "c"
+    c = NodeRun.objects.get(id=rows["c"].id)
+    assert (c.status, c.attempt) == ("running", 1)
+    # Its message, delivered later, finds nothing to claim.
+    assert services.node_claim(node_run_id=c.id, attempt=1) is None
+
+
+def test_a_thread_serving_one_queue_leaves_the_other_queues_sibling_to_its_message(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any
+) -> None:
+    rows = _mixed_fan(user)
+    claim_a = _complete(rows["start"], ("io",))
+    assert claim_a is not None and claim_a.node_run.node_id == "a"
+    assert _complete(rows["a"], ("io",)) is None
+    assert NodeRun.objects.get(id=rows["c"].id).status == "queued"
+    assert rows["c"].id in {m["args"][0] for m in rec_broker.queued_messages("cpu")}
+
+
+def test_the_queues_a_thread_may_take_from_are_its_own_then_those_its_worker_consumes(settings: Any) -> None:
+    from executions.executor import claim_queues
+    from zyra.celery import app
+
+    consumed = app.amqp.queues.consume_from
+    assert {"io", "cpu", "sweep"} <= set(consumed)  # this process: the defaults, every queue
+    assert claim_queues("cpu") == ("cpu", "io")  # never sweep: no node runs there
+    assert claim_queues("io") == ("io", "cpu")
+    settings.ZYRA_INLINE_ANY_QUEUE = False
+    assert claim_queues("io") == ("io",)
+    settings.ZYRA_INLINE_ANY_QUEUE = True
+    before = app.amqp.queues._consume_from
+    app.amqp.queues.deselect("cpu")  # what `-Q io` (or a cancel_consumer) leaves a worker with
+    try:
+        assert claim_queues("io") == ("io",)
+    finally:
+        app.amqp.queues._consume_from = before
+    assert claim_queues("io") == ("io", "cpu")
