@@ -275,10 +275,12 @@ def test_the_queues_a_thread_may_take_from_are_its_own_then_those_its_worker_con
     settings.ZYRA_INLINE_ANY_QUEUE = False
     assert claim_queues("io") == ("io",)
     settings.ZYRA_INLINE_ANY_QUEUE = True
-    before = app.amqp.queues._consume_from
-    app.amqp.queues.deselect("cpu")  # what `-Q io` (or a cancel_consumer) leaves a worker with
+    queues = app.amqp.queues
+    # deselect edits whichever of the two the app uses: both are put back as they were.
+    saved = (queues._consume_from and dict(queues._consume_from), dict(queues._default_consume_from))
+    queues.deselect("cpu")  # what `-Q io` (or a cancel_consumer) leaves a worker with
     try:
         assert claim_queues("io") == ("io",)
     finally:
-        app.amqp.queues._consume_from = before
+        queues._consume_from, queues._default_consume_from = saved
     assert claim_queues("io") == ("io", "cpu")
