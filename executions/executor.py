@@ -235,7 +235,7 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
                     attempt=attempt,
                     result=result,
                     evaluate=evaluate,
-                    claim_queues=claim_queues(nr.queue) if budget > 0 else (),
+                    claim_queues=claim_queues(nr.queue, claim.graph) if budget > 0 else (),
                     successors=claim.graph.successor_ids(nr.node_id),
                     run_id=claim.run.id,
                 ),
@@ -246,19 +246,24 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
     return True
 
 
-def claim_queues(own: str) -> tuple[str, ...]:
+def claim_queues(own: str, graph: Graph | None = None) -> tuple[str, ...]:
     """Queues a thread that finished a node of ``own`` may take its next node from, in order.
 
     The node's own queue first; then (ZYRA_INLINE_ANY_QUEUE) the other node
     queues this worker consumes: a node it would run on delivery of its
     message anyway, run now, instead of a message that waits behind the
-    queue's backlog while this thread looks for work.
+    queue's backlog while this thread looks for work. With ``graph``, only
+    queues its node types use (each costs a read under the run's lock).
     """
     if not settings.ZYRA_INLINE_ANY_QUEUE:
         return (own,)
     from zyra.celery import app
 
-    return (own, *(q for q in app.amqp.queues.consume_from if q != own and q in NODE_QUEUES))
+    others = [q for q in app.amqp.queues.consume_from if q != own and q in NODE_QUEUES]
+    if others and graph is not None:
+        used = {node_types.get(t).queue if node_types.has(t) else "cpu" for t in graph.types()}
+        others = [q for q in others if q in used]
+    return (own, *others)
 
 
 def _db_retry(op: str, call: Callable[[], T]) -> T:

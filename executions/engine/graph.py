@@ -40,6 +40,7 @@ class Graph:
     topo_index: dict[str, int] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     _refs: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _types: frozenset[str] | None = field(default=None, repr=False)
 
     @classmethod
     def from_definition(cls, definition: dict[str, Any]) -> Graph:
@@ -95,6 +96,12 @@ class Graph:
 
     def predecessors(self, node_id: str) -> list[str]:
         return list(dict.fromkeys(e.source for e in self.in_edges[node_id]))
+
+    def types(self) -> frozenset[str]:
+        """The node types the graph uses (computed once per graph)."""
+        if self._types is None:
+            self._types = frozenset(node.type for node in self.nodes.values())
+        return self._types
 
     def template_refs(self, node_id: str) -> frozenset[str]:
         """Upstream nodes this node's config templates name, computed once per graph (per-node hot path)."""

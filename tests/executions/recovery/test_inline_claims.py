@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from executions import services
+from executions.engine.graph import Graph
 from executions.models import NodeRun, RunEvent
 from tests.executions.recovery.support import RedisServer
 from tests.support.factories import edge, http, make_workflow, node
@@ -272,6 +273,11 @@ def test_the_queues_a_thread_may_take_from_are_its_own_then_those_its_worker_con
     assert {"io", "cpu", "sweep"} <= set(consumed)  # this process: the defaults, every queue
     assert claim_queues("cpu") == ("cpu", "io")  # never sweep: no node runs there
     assert claim_queues("io") == ("io", "cpu")
+    # Only queues the workflow's node types use: an io-only graph reads no cpu siblings under the lock.
+    io_only = Graph.from_definition({"nodes": [http("a", URL), http("b", URL)], "edges": [edge("a", "b")]})
+    mixed = Graph.from_definition({"nodes": [http("a", URL), node("c", "CALCULATOR", {"operation": "add", "a": 1, "b": 1})], "edges": []})
+    assert claim_queues("io", io_only) == ("io",)
+    assert claim_queues("io", mixed) == ("io", "cpu")
     settings.ZYRA_INLINE_ANY_QUEUE = False
     assert claim_queues("io") == ("io",)
     settings.ZYRA_INLINE_ANY_QUEUE = True
