@@ -380,15 +380,15 @@ def main() -> None:
             by_status: dict[str, int] = dict(
                 conn.execute("SELECT status, count(*) FROM executions_run WHERE workflow_id = %s GROUP BY 1", (str(wf.id),)).fetchall()
             )
-            handoff = [
-                float(r[0])
-                for r in conn.execute(
-                    "SELECT extract(epoch FROM (n.started_at - n.dispatched_at)) * 1000 "
-                    "FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
-                    "WHERE r.workflow_id = %s AND n.attempt = 1 AND n.dispatched_at IS NOT NULL AND n.started_at IS NOT NULL",
-                    (str(wf.id),),
-                ).fetchall()
-            ]
+
+            def node_ms(expr: str, where: str) -> list[float]:
+                """``expr`` (seconds) in ms for this workflow's node runs ``n`` matching ``where``."""
+                sql = f"SELECT extract(epoch FROM ({expr})) * 1000 FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
+                return [float(row[0]) for row in conn.execute(f"{sql} WHERE r.workflow_id = %s AND {where}", (str(wf.id),)).fetchall()]
+
+            handoff = node_ms(
+                "n.started_at - n.dispatched_at", "n.attempt = 1 AND n.dispatched_at IS NOT NULL AND n.started_at IS NOT NULL"
+            )
             by_node = conn.execute(
                 "SELECT n.node_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY h), percentile_cont(0.95) WITHIN GROUP (ORDER BY h) "
                 "FROM (SELECT n.node_id, extract(epoch FROM (n.started_at - n.dispatched_at)) * 1000 AS h "
@@ -398,15 +398,10 @@ def main() -> None:
             ).fetchall()
             # A DELAY's wake-up: its second attempt's start against the time it was due (state.until).
             # Under overload the backlog waits somewhere: in the queues (hand-off) or here.
-            wake_late = [
-                float(r[0])
-                for r in conn.execute(
-                    "SELECT extract(epoch FROM ((n.attempts->1->>'started_at')::timestamptz - (n.state->>'until')::timestamptz)) * 1000 "
-                    "FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "
-                    "WHERE r.workflow_id = %s AND n.type = 'DELAY' AND jsonb_array_length(n.attempts) >= 2 AND n.state ? 'until'",
-                    (str(wf.id),),
-                ).fetchall()
-            ]
+            wake_late = node_ms(
+                "(n.attempts->1->>'started_at')::timestamptz - (n.state->>'until')::timestamptz",
+                "n.type = 'DELAY' AND jsonb_array_length(n.attempts) >= 2 AND n.state ? 'until'",
+            )
             node_counts: dict[str, int] = dict(
                 conn.execute(
                     "SELECT n.status, count(*) FROM executions_noderun n JOIN executions_run r ON r.id = n.run_id "

@@ -261,7 +261,7 @@ def claim_queues(own: str, graph: Graph | None = None) -> tuple[str, ...]:
 
     others = [q for q in app.amqp.queues.consume_from if q != own and q in NODE_QUEUES]
     if others and graph is not None:
-        used = {node_types.get(t).queue if node_types.has(t) else "cpu" for t in graph.types()}
+        used = {services.node_queue(t) for t in graph.types()}
         others = [q for q in others if q in used]
     return (own, *others)
 

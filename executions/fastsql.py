@@ -212,9 +212,14 @@ def _update_sql(model: type[Model], names: tuple[str, ...]) -> tuple[list[Field]
     if pk_cast == "bigserial":
         pk_cast = "bigint"
     cols = ", ".join(f'"{f.column}" = v."c{i}"' for i, f in enumerate(fields))
-    types = ", ".join([f'"pk" {pk_cast}', *[f'"c{i}" {f.db_type(connection) or "text"}' for i, f in enumerate(fields)]])
+    types = f'"pk" {pk_cast}, {_record_types(fields)}'
     sql = f'UPDATE "{model._meta.db_table}" AS t SET {cols} FROM jsonb_to_recordset(%s::jsonb) AS v({types}) WHERE t."{pk.column}" = v."pk"'
     return fields, sql
+
+
+def _record_types(fields: Sequence[Field]) -> str:
+    """The column list of a jsonb_to_recordset record: ``"c0" <type of fields[0]>, ...``."""
+    return ", ".join(f'"c{i}" {f.db_type(connection) or "text"}' for i, f in enumerate(fields))
 
 
 def _json_value(field: Field, value: Any) -> Any:
@@ -259,13 +264,23 @@ def execute_all(statements: Sequence[Statement]) -> None:
 
 
 @cache
-def _event_insert_sql() -> tuple[str, tuple[Field, ...]]:
-    fields = tuple(f for f in _fields(RunEvent) if not f.primary_key)
+def _insert_records_sql(model: type[Model], returning: str) -> tuple[str, tuple[Field, ...]]:
+    """An INSERT of new rows (serial key left to the database) given as one JSON array, per model."""
+    fields = tuple(f for f in _fields(model) if not f.primary_key)
     cols = ", ".join(f'"{f.column}"' for f in fields)
     names = ", ".join(f'v."c{i}"' for i in range(len(fields)))
-    types = ", ".join(f'"c{i}" {f.db_type(connection) or "text"}' for i, f in enumerate(fields))
-    sql = f'INSERT INTO "{RunEvent._meta.db_table}" ({cols}) SELECT {names} FROM jsonb_to_recordset(%s::jsonb) AS v({types})'
-    return sql, fields
+    sql = f'INSERT INTO "{model._meta.db_table}" ({cols}) SELECT {names} FROM jsonb_to_recordset(%s::jsonb) AS v({_record_types(fields)})'
+    return (f"{sql} RETURNING {returning}" if returning else sql), fields
+
+
+def insert_records(model: type[Model], rows: Sequence[Model], returning: str = "") -> Statement:
+    """The INSERT of ``rows`` (auto_now_add applied) with one parameter: a query of a fixed, short
+    text whose parse psycopg caches, where a VALUES list of one placeholder per field and row is
+    parsed again for every batch."""
+    sql, fields = _insert_records_sql(model, returning)
+    keyed = [(f"c{i}", f) for i, f in enumerate(fields)]
+    records = [{key: _json_value(f, f.pre_save(row, True)) for key, f in keyed} for row in rows]
+    return sql, [json.dumps(records, separators=(",", ":"))]
 
 
 def insert_events(events: Sequence[RunEvent]) -> None:
@@ -278,10 +293,7 @@ def insert_events(events: Sequence[RunEvent]) -> None:
 
 
 def insert_event_statements(events: Sequence[RunEvent]) -> list[Statement]:
-    sql, fields = _event_insert_sql()
-    keyed = [(f"c{i}", f, f.attname) for i, f in enumerate(fields)]
-    records = [{key: _json_value(f, getattr(ev, attname)) for key, f, attname in keyed} for ev in events]
-    return [(sql, [json.dumps(records, separators=(",", ":"))])]
+    return [insert_records(RunEvent, events)]
 
 
 def write_all(
@@ -317,32 +329,12 @@ def _outermost_atomic() -> bool:
     return connection.in_atomic_block and len(connection.atomic_blocks) == 1 and not connection.savepoint_ids
 
 
-def _insert_sql(model: type[Model], rows: Sequence[Model], returning_pk: bool) -> tuple[Statement, list[Field]]:
-    """INSERT of new rows with every concrete field (auto_now_add applied), serial keys left to the database."""
-    fields = [f for f in _fields(model) if not (f.primary_key and returning_pk)]
-    params: list[Any] = []
-    for row in rows:
-        for f in fields:
-            params.append(f.get_db_prep_save(f.pre_save(row, True), connection))
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+def _insert_row_sql(model: type[Model], row: Model) -> Statement:
+    """INSERT of one new row with every concrete field, its key included (auto_now_add applied)."""
+    fields = _fields(model)
+    params = [f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields]
     cols = ", ".join(f'"{f.column}"' for f in fields)
-    pk = model._meta.pk
-    assert pk is not None
-    sql = f'INSERT INTO "{model._meta.db_table}" ({cols}) VALUES {", ".join([one] * len(rows))}'
-    if returning_pk:
-        sql += f' RETURNING "{pk.column}"'
-    return (sql, params), fields
-
-
-@cache
-def _node_run_insert_sql() -> tuple[str, tuple[Field, ...]]:
-    fields = tuple(f for f in _fields(NodeRun) if not f.primary_key)
-    cols = ", ".join(f'"{f.column}"' for f in fields)
-    names = ", ".join(f'v."c{i}"' for i in range(len(fields)))
-    types = ", ".join(f'"c{i}" {f.db_type(connection) or "text"}' for i, f in enumerate(fields))
-    table = NodeRun._meta.db_table
-    sql = f'INSERT INTO "{table}" ({cols}) SELECT {names} FROM jsonb_to_recordset(%s::jsonb) AS v({types}) RETURNING "id", "node_id"'
-    return sql, fields
+    return f'INSERT INTO "{model._meta.db_table}" ({cols}) VALUES ({", ".join(["%s"] * len(fields))})', params
 
 
 def insert_run(run: Run, node_runs: Sequence[NodeRun]) -> None:
@@ -353,15 +345,11 @@ def insert_run(run: Run, node_runs: Sequence[NodeRun]) -> None:
         for obj, made in zip(node_runs, created):
             obj.pk = made.pk
         return
-    (run_sql, run_params), _ = _insert_sql(Run, [run], returning_pk=False)
-    nr_sql, nr_fields = _node_run_insert_sql()
-    keyed = [(f"c{i}", f) for i, f in enumerate(nr_fields)]
-    records = [{key: _json_value(f, f.pre_save(row, True)) for key, f in keyed} for row in node_runs]
+    run_sql, run_params = _insert_row_sql(Run, run)
+    # The node runs as one JSON parameter (a VALUES list of them was a sixth of the API's CPU per start).
+    nr_sql, nr_params = insert_records(NodeRun, node_runs, returning='"id", "node_id"')
     with connection.cursor() as cur:
-        # The node runs travel as one JSON parameter: a query of a fixed, short text whose parse
-        # psycopg caches, where a VALUES list of one placeholder per field and row was re-parsed
-        # for every run (a sixth of the API's CPU per start).
-        cur.execute(f"{run_sql};\n{nr_sql}", [*run_params, json.dumps(records, separators=(",", ":"))])
+        cur.execute(f"{run_sql};\n{nr_sql}", [*run_params, *nr_params])
         cur.nextset()
         ids = {node_id: pk for pk, node_id in cur.fetchall()}
     if len(ids) != len(node_runs):  # pragma: no cover - one row per node, node ids unique in a run

@@ -251,7 +251,7 @@ def run_start(
             rows = []
             for node_id in graph.topo:
                 node = graph.nodes[node_id]
-                spec_queue = node_types.get(node.type).queue if node_types.has(node.type) else "cpu"
+                spec_queue = node_queue(node.type)
                 roots = not graph.in_edges[node_id]
                 rows.append(
                     NodeRun(
@@ -384,6 +384,11 @@ def _run_instant_nodes(tx: RunTx, graph: Graph, rows: Sequence[NodeRun]) -> None
         claim = _claim_locked(tx, graph, nr)
         result = executor.run_attempt(claim)
         _apply_completion(tx, graph, nr, Completion(nr.id, nr.attempt, result, evaluate))
+
+
+def node_queue(type_: str) -> str:
+    """The queue a type's nodes are sent to (an unknown type: cpu)."""
+    return node_types.get(type_).queue if node_types.has(type_) else "cpu"
 
 
 def _is_instant(type_: str) -> bool:
