@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar, get_args
 
@@ -219,13 +221,28 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
     claim = _db_retry("claim", partial(services.node_claim, node_run_id=node_run_id, attempt=attempt))
     if claim is None:
         return False
+    run_chain(claim, budget)
+    return True
+
+
+def run_chain(claim: services.Claim | None, budget: int) -> None:
+    """Run a claimed attempt and the successors handed to this thread after it (``budget`` of them).
+
+    A completion that makes several successors ready claims, with the one this
+    thread takes, as many others as this process has fan-out threads free
+    (``fanout``): each starts at once on its own thread.
+    """
     while claim is not None:
         nr = claim.node_run
         node_run_id, attempt = nr.id, nr.attempt
         heartbeat.track(node_run_id, claim.timeout_s, attempt)
+        spare, extra = 0, []
         try:
             result = run_attempt(claim)
             evaluate = edge_condition_evaluator(claim.run)
+            successors = claim.graph.successor_ids(nr.node_id)
+            if budget > 1 and len(successors) > 1:
+                spare = fanout.reserve(len(successors) - 1)
             # The lease stays renewed until the result is recorded (or given up on).
             _, claim = _db_retry(
                 "complete",
@@ -236,14 +253,72 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
                     result=result,
                     evaluate=evaluate,
                     claim_queues=claim_queues(nr.queue, claim.graph) if budget > 0 else (),
-                    successors=claim.graph.successor_ids(nr.node_id),
+                    successors=successors,
                     run_id=claim.run.id,
+                    spare=spare,
                 ),
             )
+            extra = claim.extra if claim is not None else []
         finally:
             heartbeat.untrack(node_run_id, attempt)
+            fanout.release(spare - len(extra))
         budget -= 1
-    return True
+        for other in extra:
+            fanout.start(other, budget)
+
+
+class FanoutThreads:
+    """Threads of this process that run the other branches of a fan-out this process claimed.
+
+    ``reserve`` before a completion holds threads free, so every branch
+    claimed with it starts at once (its ``started_at`` is not a time spent
+    waiting for a thread); ``release`` gives back what was not used. Only in
+    worker pools that run tasks on threads (a prefork child runs one node at a
+    time in its main thread: a CPU-bound fan-out stays spread over processes
+    by messages). ZYRA_FANOUT_THREADS per process; 0 = off.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._free = 0
+        self._executor: ThreadPoolExecutor | None = None
+
+    def reserve(self, wanted: int) -> int:
+        size = int(settings.ZYRA_FANOUT_THREADS)
+        if size <= 0 or wanted <= 0 or threading.current_thread() is threading.main_thread():
+            return 0
+        with self._lock:
+            if self._pid != os.getpid():  # first use in this process (or a forked child)
+                self._pid, self._free = os.getpid(), size
+                # As many threads as slots (each may keep a database connection): a slot is released as
+                # its thread's last step, so a branch handed a just-released slot waits only for that
+                # thread's return to the pool, not for a node.
+                self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="zyra-fanout")
+            taken = min(wanted, self._free)
+            self._free -= taken
+            return taken
+
+    def release(self, count: int) -> None:
+        if count > 0:
+            with self._lock:
+                self._free += count
+
+    def start(self, claim: services.Claim, budget: int) -> None:
+        assert self._executor is not None
+        self._executor.submit(self._run, claim, budget)
+
+    def _run(self, claim: services.Claim, budget: int) -> None:
+        try:
+            run_chain(claim, budget)
+        except Exception:  # noqa: BLE001 - its lease expires and the sweeper gives the node a new attempt
+            log.exception("executions.fanout_failed", extra={"node_run_id": claim.node_run.id})
+        finally:
+            close_old_connections()
+            self.release(1)
+
+
+fanout = FanoutThreads()
 
 
 def claim_queues(own: str, graph: Graph | None = None) -> tuple[str, ...]:

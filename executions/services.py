@@ -480,6 +480,9 @@ class Claim:
     timeout_s: float
     # node_id -> (status, output) of finished nodes as committed with the claim (hand-off: the predecessor).
     known: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    # Other successors made ready by the same completion, claimed with it for this process's fan-out
+    # threads (``Completion.spare``): each starts at once instead of waiting for a message or this thread.
+    extra: list[Claim] = field(default_factory=list)
 
 
 def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
@@ -529,8 +532,27 @@ def _claim_locked(tx: RunTx, graph: Graph, nr: NodeRun) -> Claim:
     return Claim(node_run=nr, run=run, graph=graph, timeout_s=timeout)
 
 
-def _claim_next_inline(tx: RunTx, graph: Graph, queues: Sequence[str]) -> Claim | None:
-    """Hand-off fast path: claim, in the completing transaction, one successor that became ready now.
+def _take_ready(tx: RunTx, queues: Sequence[str], limit: int) -> list[NodeRun]:
+    """Up to ``limit`` nodes this transaction queued without a countdown, in ``queues`` (in that order),
+    taken off its dispatch list (no message will be sent for them)."""
+    taken: list[NodeRun] = []
+    for queue in queues:
+        keep = []
+        for item in tx.dispatch:
+            nid, _attempt, item_queue, countdown, _prio = item
+            nr = tx.rows.get(nid) if len(taken) < limit and countdown <= 0 and item_queue == queue else None
+            if nr is None or nr.status != NodeStatus.QUEUED or nr in taken:
+                keep.append(item)
+                continue
+            nr.run = tx.run
+            taken.append(nr)
+        tx.dispatch = keep
+    return taken
+
+
+def _claim_next_inline(tx: RunTx, graph: Graph, queues: Sequence[str], spare: int = 0) -> Claim | None:
+    """Hand-off fast path: claim, in the completing transaction, one successor that became ready now
+    (and up to ``spare`` more for this process's fan-out threads, ``Claim.extra``).
 
     The successor was just queued by this transaction (its row is among the
     dirty ones); instead of a message it is marked running for this worker,
@@ -542,18 +564,14 @@ def _claim_next_inline(tx: RunTx, graph: Graph, queues: Sequence[str]) -> Claim 
     """
     if tx.run.status != RunStatus.RUNNING:
         return None
-    for queue in queues:
-        for i, (nid, _attempt, item_queue, countdown, _prio) in enumerate(tx.dispatch):
-            if countdown > 0 or item_queue != queue:
-                continue
-            nr = tx.rows.get(nid)
-            if nr is None or nr.status != NodeStatus.QUEUED:
-                continue
-            del tx.dispatch[i]
-            nr.run = tx.run
-            claim = _claim_locked(tx, graph, nr)
-            claim.known = {row.node_id: (row.status, row.output) for row in tx.rows.values() if row.status in NODE_TERMINAL}
-            return claim
+    ready = _take_ready(tx, queues, 1 + spare)
+    if ready:
+        known = {row.node_id: (row.status, row.output) for row in tx.rows.values() if row.status in NODE_TERMINAL}
+        claims = [_claim_locked(tx, graph, nr) for nr in ready]
+        for claim in claims:
+            claim.known = known
+        claims[0].extra = claims[1:]
+        return claims[0]
     if not settings.ZYRA_INLINE_SIBLINGS or tx.run.in_flight <= 0:
         return None  # (nothing in flight: no node of this run is queued, no query needed)
     # No successor became ready: take a sibling that is queued and waiting for a worker (a fan-out's
@@ -627,6 +645,9 @@ class Completion:
     # Queues whose nodes this thread may take next, in order of preference (empty: none).
     claim_queues: tuple[str, ...] = ()
     successors: tuple[str, ...] = ()
+    # Fan-out threads this process holds free for this completion: as many other successors that
+    # became ready with the one taken are claimed too (``Claim.extra``; ZYRA_FANOUT_THREADS).
+    spare: int = 0
 
 
 def node_complete_and_claim(
@@ -638,9 +659,11 @@ def node_complete_and_claim(
     claim_queues: Sequence[str] = (),
     successors: Sequence[str] = (),
     run_id: Any = None,
+    spare: int = 0,
 ) -> tuple[bool, Claim | None]:
     """``node_complete``; with ``claim_queues``, also claim one node of those queues for this thread:
-    a successor that became ready, else a queued sibling (the first queue that has one, in order).
+    a successor that became ready, else a queued sibling (the first queue that has one, in order);
+    with ``spare``, up to that many other successors that became ready (``Claim.extra``).
 
     Returns (whether the result was recorded, the successor's claim or None).
     One transaction per hand-off instead of two (complete, then claim).
@@ -649,7 +672,7 @@ def node_complete_and_claim(
     run by several threads of this process are recorded together, in one
     transaction (``executions.combine``; ZYRA_COMBINE_COMPLETIONS, PostgreSQL).
     """
-    item = Completion(node_run_id, attempt, result, evaluate, tuple(claim_queues), tuple(successors))
+    item = Completion(node_run_id, attempt, result, evaluate, tuple(claim_queues), tuple(successors), spare)
     if run_id is not None and settings.ZYRA_COMBINE_COMPLETIONS and fastsql.combinable():
         from executions import combine
 
@@ -746,7 +769,7 @@ def _apply_completion(tx: RunTx, graph: Graph, nr: NodeRun, item: Completion) ->
     else:
         changed += _handle_error(tx, graph, nr, result, evaluate)
     tx.touch(*changed)
-    claim = _claim_next_inline(tx, graph, item.claim_queues) if item.claim_queues else None
+    claim = _claim_next_inline(tx, graph, item.claim_queues, item.spare) if item.claim_queues else None
     if claim is None:
         _release_parked(tx)
     return claim

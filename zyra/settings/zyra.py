@@ -58,6 +58,11 @@ ZYRA_INLINE_SIBLINGS = env_bool("ZYRA_INLINE_SIBLINGS", True)
 # A thread that finished a node may take its next one (a successor or a sibling) from any node queue
 # its worker consumes, its own queue first; off: only from the finished node's own queue.
 ZYRA_INLINE_ANY_QUEUE = env_bool("ZYRA_INLINE_ANY_QUEUE", True)
+# A completion that makes several successors ready claims, with the one its thread takes next, as
+# many others as this worker process has fan-out threads free, and starts each at once on one of
+# them: a fan-out's branches neither wait behind the queue's backlog nor for each other. Threads per
+# worker process (thread pools only; each may hold a database connection); 0 = off.
+ZYRA_FANOUT_THREADS = env_int("ZYRA_FANOUT_THREADS", 4)
 # Threads of one worker process that finish nodes of the same run at the same time record their
 # results in one transaction (executions/combine.py: one lock, two round trips and one commit for
 # the batch instead of per node). PostgreSQL only; off: a transaction per completion.

@@ -290,3 +290,60 @@ def test_the_queues_a_thread_may_take_from_are_its_own_then_those_its_worker_con
     finally:
         queues._consume_from, queues._default_consume_from = saved
     assert claim_queues("io") == ("io", "cpu")
+
+
+def test_spare_fan_out_threads_claim_more_ready_successors_in_the_same_commit(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any
+) -> None:
+    branches = ("a", "b", "c", "d")
+    run, rows = _fan(user, branches)
+    ok, claim = services.node_complete_and_claim(
+        node_run_id=rows["start"].id,
+        attempt=1,
+        result=services.Result(kind="success", output={"x": 1}),
+        claim_queues=("io",),
+        successors=branches,
+        spare=2,
+    )
+    assert ok and claim is not None
+    taken = [claim.node_run.node_id] + [c.node_run.node_id for c in claim.extra]
+    assert len(taken) == 3 and len(set(taken)) == 3 and set(taken) <= set(branches)
+    assert all(c.extra == [] for c in claim.extra)
+    assert all(c.known["start"] == ("succeeded", {"x": 1}) for c in [claim, *claim.extra])
+    finished = NodeRun.objects.get(id=rows["start"].id).finished_at
+    for nid in branches:
+        nr = NodeRun.objects.get(id=rows[nid].id)
+        if nid in taken:
+            assert (nr.status, nr.started_at) == ("running", finished)
+        else:
+            assert nr.status == "queued"
+    # Only the branch left over gets a message; the three claimed ones none.
+    sent = [tuple(m["args"]) for m in rec_broker.queued_messages()]
+    assert [s for s in sent if s[0] in {rows[b].id for b in branches}] == [(rows[(set(branches) - set(taken)).pop()].id, 1)]
+    assert RunEvent.objects.filter(run=run, type="node.started").exclude(node_id="start").count() == 3
+
+
+def test_spare_threads_take_only_what_became_ready(rec_broker: RedisServer, no_foreign_sweeper: None, user: Any) -> None:
+    _run, rows = _fan(user, ("a", "b"))
+    claim = _done_spare(rows["start"], ("a", "b"), spare=5)
+    assert claim is not None and len(claim.extra) == 1  # two ready, five threads offered: two claims
+    assert {claim.node_run.node_id, claim.extra[0].node_run.node_id} == {"a", "b"}
+    # A completion that readies nothing takes a sibling for its thread as before, and no extra.
+    _run2, rows2 = _fan(user, ("a", "b"))
+    first = _done(rows2["start"], {}, "io")
+    assert first is not None
+    second = _done_spare(rows2[first.node_run.node_id], ("join",), spare=3)
+    assert second is not None and second.extra == []
+
+
+def _done_spare(nr: NodeRun, successors: Sequence[str], spare: int) -> services.Claim | None:
+    ok, nxt = services.node_complete_and_claim(
+        node_run_id=nr.id,
+        attempt=nr.attempt or 1,
+        result=services.Result(kind="success", output={}),
+        claim_queues=("io",),
+        successors=successors,
+        spare=spare,
+    )
+    assert ok
+    return nxt
