@@ -537,6 +537,8 @@ def _take_ready(tx: RunTx, queues: Sequence[str], limit: int) -> list[NodeRun]:
     taken off its dispatch list (no message will be sent for them)."""
     taken: list[NodeRun] = []
     for queue in queues:
+        if len(taken) >= limit:
+            break
         keep = []
         for item in tx.dispatch:
             nid, _attempt, item_queue, countdown, _prio = item
