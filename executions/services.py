@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -369,18 +369,10 @@ def _run_instant_nodes(tx: RunTx, graph: Graph, rows: Sequence[NodeRun]) -> None
     tx.prefetched = {nr.node_id: nr for nr in rows}  # every row of the run, as just written
     evaluate = executor.edge_condition_evaluator(tx.run)
     while tx.run.status == RunStatus.RUNNING:
-        pick = None
-        for i, (nid, _attempt, _queue, countdown, _prio) in enumerate(tx.dispatch):
-            nr = tx.rows.get(nid)
-            if countdown <= 0 and nr is not None and nr.status == NodeStatus.QUEUED and _is_instant(nr.type):
-                pick = i, nr
-                break
-        if pick is None:
+        ready = _take_ready(tx, 1, accept=lambda nr: _is_instant(nr.type))
+        if not ready:
             return
-        i, nr = pick
-        del tx.dispatch[i]
-        tx.parkable.discard(nr.id)
-        nr.run = tx.run
+        nr = ready[0]
         claim = _claim_locked(tx, graph, nr)
         result = executor.run_attempt(claim)
         _apply_completion(tx, graph, nr, Completion(nr.id, nr.attempt, result, evaluate))
@@ -532,9 +524,12 @@ def _claim_locked(tx: RunTx, graph: Graph, nr: NodeRun) -> Claim:
     return Claim(node_run=nr, run=run, graph=graph, timeout_s=timeout)
 
 
-def _take_ready(tx: RunTx, queues: Sequence[str], limit: int) -> list[NodeRun]:
-    """Up to ``limit`` nodes this transaction queued without a countdown, in ``queues`` (in that order),
-    taken off its dispatch list (no message will be sent for them)."""
+def _take_ready(
+    tx: RunTx, limit: int, queues: Sequence[str | None] = (None,), accept: Callable[[NodeRun], bool] | None = None
+) -> list[NodeRun]:
+    """Up to ``limit`` nodes this transaction queued without a countdown, taken off its dispatch list
+    (no message will be sent for them): of ``queues``, in that order (None: any queue), and with
+    ``accept``, only those it accepts."""
     taken: list[NodeRun] = []
     for queue in queues:
         if len(taken) >= limit:
@@ -542,8 +537,8 @@ def _take_ready(tx: RunTx, queues: Sequence[str], limit: int) -> list[NodeRun]:
         keep = []
         for item in tx.dispatch:
             nid, _attempt, item_queue, countdown, _prio = item
-            nr = tx.rows.get(nid) if len(taken) < limit and countdown <= 0 and item_queue == queue else None
-            if nr is None or nr.status != NodeStatus.QUEUED or nr in taken:
+            nr = tx.rows.get(nid) if len(taken) < limit and countdown <= 0 and queue in (None, item_queue) else None
+            if nr is None or nr.status != NodeStatus.QUEUED or nr in taken or (accept is not None and not accept(nr)):
                 keep.append(item)
                 continue
             nr.run = tx.run
@@ -566,7 +561,7 @@ def _claim_next_inline(tx: RunTx, graph: Graph, queues: Sequence[str], spare: in
     """
     if tx.run.status != RunStatus.RUNNING:
         return None
-    ready = _take_ready(tx, queues, 1 + spare)
+    ready = _take_ready(tx, 1 + spare, queues)
     if ready:
         known = {row.node_id: (row.status, row.output) for row in tx.rows.values() if row.status in NODE_TERMINAL}
         claims = [_claim_locked(tx, graph, nr) for nr in ready]
