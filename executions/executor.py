@@ -118,16 +118,18 @@ def _upstream(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(active predecessors' outputs, outputs of every node the templates name).
 
-    ``known``: finished nodes' (status, output) committed with the claim; when
-    they cover everything wanted (a chain's hand-off), no query is needed.
+    ``known``: nodes' (status, output) as the claiming transaction left them (a
+    chain's hand-off: the predecessor; an instant node: every row that
+    transaction holds); only the others are read.
     """
     preds = graph.predecessors(node_id)
     wanted = set(preds) | refs
-    if known and wanted <= known.keys():
-        rows: list[tuple[str, str, Any]] = [(nid, *known[nid]) for nid in wanted]
-    else:
+    known = known or {}
+    rows: list[tuple[str, str, Any]] = [(nid, *known[nid]) for nid in wanted if nid in known]
+    missing = [nid for nid in wanted if nid not in known]
+    if missing:
         # A database restart here must not fail the node as a handler crash: ride it out like the claim.
-        rows = _db_retry("upstream", partial(fastsql.node_outputs, run.id, list(wanted)))
+        rows += _db_retry("upstream", partial(fastsql.node_outputs, run.id, missing))
     status: dict[str, str] = {}
     outputs: dict[str, Any] = {}
     st: str | None
@@ -218,11 +220,42 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
     transaction per hand-off. Returns whether the first call held the claim.
     """
     budget = settings.ZYRA_INLINE_HANDOFFS if inline_budget is None else inline_budget
-    claim = _db_retry("claim", partial(services.node_claim, node_run_id=node_run_id, attempt=attempt))
-    if claim is None:
+    plan = _InstantPlan(budget)
+    try:
+        held, claim = _db_retry("claim", partial(services.node_claim_or_run, node_run_id=node_run_id, attempt=attempt, plan=plan))
+    except BaseException:
+        fanout.release(plan.spare)
+        raise
+    extra = claim.extra if plan.ran and claim is not None else []
+    fanout.release(plan.spare - len(extra))  # threads reserved for an instant node's fan-out and not used
+    if not held:
         return False
+    if plan.ran:  # an instant node, run and completed in its claim: ``claim`` is what it handed this thread
+        budget -= 1
+        for other in extra:
+            fanout.start(other, budget)
     run_chain(claim, budget)
     return True
+
+
+class _InstantPlan:
+    """What the completion of an instant node run in its claim may take (``services.node_claim_or_run``):
+    with an inline budget, a node of this worker's queues for this thread, and for a fan-out, as many
+    successors as this process has fan-out threads free (reserved once, even if the claim is retried)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.spare = 0
+        self.ran = False
+
+    def __call__(self, graph: Graph, nr: Any) -> tuple[tuple[str, ...], int]:
+        self.ran = True
+        if self.budget <= 0:
+            return (), 0
+        successors = graph.successor_ids(nr.node_id)
+        if self.budget > 1 and len(successors) > 1 and not self.spare:
+            self.spare = fanout.reserve(len(successors) - 1)
+        return claim_queues(nr.queue, graph), self.spare
 
 
 def run_chain(claim: services.Claim | None, budget: int) -> None:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -353,29 +354,55 @@ def _activate(tx: RunTx, graph: Graph, roots: list[NodeRun], rows: Sequence[Node
 def _run_instant_nodes(tx: RunTx, graph: Graph, rows: Sequence[NodeRun]) -> None:
     """Run the queued instant nodes of a starting run in its starting transaction (ZYRA_INLINE_TRIGGERS).
 
-    Instant types (``NodeTypeSpec.instant``) do no I/O and never wait: a
-    trigger root checks and hands on the run's input; a DELAY's first attempt
-    computes when to wake and defers. Sending one to a worker cost a message
-    and two locked transactions per run. Each is claimed, run (the same
-    handler and checks as in a worker, with its attempt, events and output)
-    and completed here, so what follows it - the next nodes, or the DELAY's
-    wake-up countdown - is queued and sent by the commit that creates the run.
-    Nodes made ready by these run too when they are instant (a chain of them).
+    Sending a trigger root to a worker cost a message and two locked
+    transactions per run; here it is claimed, run and completed in the commit
+    that creates the run, so what follows it - the next nodes, or a DELAY's
+    wake-up countdown - is queued and sent by that commit (``_run_instant``).
     """
     if not settings.ZYRA_INLINE_TRIGGERS:
         return
     from executions import executor
 
     tx.prefetched = {nr.node_id: nr for nr in rows}  # every row of the run, as just written
-    evaluate = executor.edge_condition_evaluator(tx.run)
-    while tx.run.status == RunStatus.RUNNING:
+    _run_instant(tx, graph, executor.edge_condition_evaluator(tx.run))
+
+
+def _run_instant(tx: RunTx, graph: Graph, evaluate: Any) -> None:
+    """Run, in this transaction, the instant nodes it made ready (and those they make ready, in turn).
+
+    Instant types (``NodeTypeSpec.instant``: triggers, a DELAY's first attempt,
+    CALCULATOR, CONDITION, SWITCH, MERGE) do no I/O, never wait, and their work
+    is capped. Each is claimed, run (the same handler and checks as in a worker,
+    with its attempt, events and output) and completed here: no message, no
+    claim and no completion transaction of its own, and its successors are
+    ready in the same commit. All or nothing: a crash before the commit leaves
+    the transaction's first node to be redone, as if none of it had run.
+    At most ``ZYRA_INSTANT_BUDGET_MS`` of handler time per transaction (the
+    run's row stays locked meanwhile); the rest go to workers as usual.
+    """
+    from executions import executor
+
+    spent = 0.0
+    budget = max(0, int(settings.ZYRA_INSTANT_BUDGET_MS)) / 1000.0
+    while tx.run.status == RunStatus.RUNNING and spent <= budget:
         ready = _take_ready(tx, 1, accept=lambda nr: _is_instant(nr.type))
         if not ready:
             return
         nr = ready[0]
         claim = _claim_locked(tx, graph, nr)
+        claim.known = _known(tx)
+        began = time.monotonic()
         result = executor.run_attempt(claim)
-        _apply_completion(tx, graph, nr, Completion(nr.id, nr.attempt, result, evaluate))
+        spent += time.monotonic() - began
+        _record_result(tx, graph, nr, Completion(nr.id, nr.attempt, result, evaluate))
+
+
+def _known(tx: RunTx) -> dict[str, tuple[str, Any]]:
+    """node_id -> (status, output) of the rows this transaction holds: read with the lock or changed
+    by it (its changes are not in the database yet)."""
+    known = {nid: (row.status, row.output) for nid, row in tx.prefetched.items()}
+    known.update((row.node_id, (row.status, row.output)) for row in tx.rows.values())
+    return known
 
 
 def node_queue(type_: str) -> str:
@@ -479,29 +506,55 @@ class Claim:
 
 def node_claim(*, node_run_id: int, attempt: int) -> Claim | None:
     """Move a node from queued/deferred/retrying to running for this attempt; None if not ours to run."""
+    return node_claim_or_run(node_run_id=node_run_id, attempt=attempt)[1]
+
+
+def node_claim_or_run(
+    *, node_run_id: int, attempt: int, plan: Callable[[Graph, NodeRun], tuple[Sequence[str], int]] | None = None
+) -> tuple[bool, Claim | None]:
+    """``node_claim``; with ``plan``, an instant node (``NodeTypeSpec.instant``, ZYRA_INSTANT_NODES: a
+    DELAY's wake-up, say) is also run and completed in the claiming transaction, like a successor
+    made ready by a completion, and the node this thread runs next is claimed with it.
+
+    ``plan(graph, node)``: the (claim queues, spare) of that completion (``node_complete_and_claim``).
+    Returns (whether the attempt was ours, the claim this thread runs now: the node itself, or after
+    an instant one, the node taken next or None).
+    """
     if not fastsql.claim_precheck(node_run_id, attempt, _CLAIMABLE):
         # Already claimed (e.g. taken by a thread that finished a sibling), finished or superseded.
-        return None
+        return False, None
     with transaction.atomic():
         nr = _lock_node(node_run_id)
         if nr is None:
             log.info("executions.claim_missing", extra={"node_run_id": node_run_id})
-            return None
+            return False, None
         run = nr.run
         if run.status != RunStatus.RUNNING:
-            return None
+            return False, None
         if nr.attempt != attempt or nr.status not in _CLAIMABLE:
-            return None
+            return False, None
         now = timezone.now()
         if nr.next_attempt_at is not None and nr.next_attempt_at > now + timedelta(milliseconds=250):
             # An early duplicate of a deferred/retry message: its time has not come.
-            return None
+            return False, None
         graph = graph_for_version(run.version_id)
         tx = RunTx(run)
-        claim = _claim_locked(tx, graph, nr)
+        claim: Claim | None = _claim_locked(tx, graph, nr)
         tx.touch(nr)
-        tx.flush([], CLAIM_FIELDS, commit=True)
-    return claim
+        if plan is None or not settings.ZYRA_INSTANT_NODES or not _is_instant(nr.type):
+            tx.flush([], CLAIM_FIELDS, commit=True)
+            return True, claim
+        from executions import executor
+
+        assert claim is not None
+        queues, spare = plan(graph, nr)
+        result = executor.run_attempt(claim)
+        tx.prefetched = {}
+        claim = _apply_completion(
+            tx, graph, nr, Completion(nr.id, nr.attempt, result, executor.edge_condition_evaluator(run), tuple(queues), (), spare)
+        )
+        tx.flush(RUN_FIELDS, commit=True)
+    return True, claim
 
 
 CLAIM_FIELDS = ["status", "started_at", "lease_until", "worker", "next_attempt_at", "attempts"]
@@ -727,7 +780,19 @@ def _still_ours(nr: NodeRun, run: Run, item: Completion) -> bool:
 
 
 def _apply_completion(tx: RunTx, graph: Graph, nr: NodeRun, item: Completion) -> Claim | None:
-    """Record one result on the locked run (``tx``); returns the claim of the node taken next, if any."""
+    """Record one result on the locked run (``tx``), run the instant nodes it made ready
+    (ZYRA_INSTANT_NODES); returns the claim of the node taken next, if any."""
+    _record_result(tx, graph, nr, item)
+    if settings.ZYRA_INSTANT_NODES:
+        _run_instant(tx, graph, item.evaluate)
+    claim = _claim_next_inline(tx, graph, item.claim_queues, item.spare) if item.claim_queues else None
+    if claim is None:
+        _release_parked(tx)
+    return claim
+
+
+def _record_result(tx: RunTx, graph: Graph, nr: NodeRun, item: Completion) -> None:
+    """Record one attempt's result on the locked run: the node's new state and what it made ready."""
     result, evaluate = item.result, item.evaluate
     now = tx.now
     if result.inputs is not None:
@@ -766,10 +831,6 @@ def _apply_completion(tx: RunTx, graph: Graph, nr: NodeRun, item: Completion) ->
     else:
         changed += _handle_error(tx, graph, nr, result, evaluate)
     tx.touch(*changed)
-    claim = _claim_next_inline(tx, graph, item.claim_queues, item.spare) if item.claim_queues else None
-    if claim is None:
-        _release_parked(tx)
-    return claim
 
 
 def _close_attempt(nr: NodeRun, now: Any, result: Result) -> None:

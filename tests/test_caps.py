@@ -14,7 +14,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from executions.models import NodeRun, RunEvent
-from tests.support.factories import edge, http, make_workflow, node, wait_run
+from tests.support.factories import edge, http, make_workflow, node, transform, wait_run
 from tests.support.servers import LocalServer
 from tests.support.workers import ProcessGroup
 from tests.test_flags import _only_our_workers, claim_queues  # noqa: F401 - autouse fixture: other workers step aside
@@ -163,7 +163,7 @@ def test_prefork_worker_recycles_children_and_enforces_time_limits(process_group
     # Five runs of one CPU node (at least one task each) through a single child: it must have been replaced.
     from executions import services
 
-    wf = make_workflow(user, {"nodes": [node("c", "CALCULATOR", {"operation": "add", "a": 1, "b": 1})], "edges": []})
+    wf = make_workflow(user, {"nodes": [transform("c")], "edges": []})
     runs = [services.run_start(workflow=wf, inputs={}, user=user) for _ in range(5)]
     for run in runs:
         run = wait_run(run.id, timeout=90)

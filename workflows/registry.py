@@ -48,8 +48,10 @@ class NodeTypeSpec:
     handles: tuple[str, ...] | None = None
     # Whether the type can start a run (trigger roots).
     is_trigger: bool = False
-    # Its handler does no I/O and never waits (triggers hand the input on; DELAY computes when to
-    # wake and defers): a new run runs such nodes in the transaction that starts it.
+    # Its handler does no I/O, never waits, and its work is capped (triggers hand the input on; DELAY
+    # computes when to wake and defers; CALCULATOR, CONDITION, SWITCH and MERGE compute on bounded
+    # input): such nodes run in the transaction that made them ready (a run's start, a completion) or
+    # that claims them, instead of as a message to a worker (ZYRA_INLINE_TRIGGERS, ZYRA_INSTANT_NODES).
     instant: bool = False
 
     def as_dict(self) -> dict[str, Any]:

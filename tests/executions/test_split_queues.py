@@ -13,7 +13,7 @@ from typing import Any
 
 from executions import services
 from executions.models import NodeRun
-from tests.support.factories import edge, http, make_workflow, node, wait_run
+from tests.support.factories import edge, http, make_workflow, transform, wait_run
 from tests.support.servers import LocalServer
 from tests.support.workers import ProcessGroup
 from tests.test_flags import _DETACHED, QUEUES, _only_our_workers  # noqa: F401 - autouse fixture: other workers step aside
@@ -46,7 +46,7 @@ def _io_then_cpu(user: Any, server: LocalServer) -> Any:
     return make_workflow(
         user,
         {
-            "nodes": [http("fetch", server.url("/ok")), node("calc", "CALCULATOR", {"operation": "add", "a": 2, "b": 3})],
+            "nodes": [http("fetch", server.url("/ok")), transform("calc")],
             "edges": [edge("fetch", "calc")],
         },
     )
@@ -63,7 +63,7 @@ def test_an_io_only_worker_leaves_a_cpu_successor_to_the_cpu_worker(process_grou
         rows = {nr.node_id: nr for nr in NodeRun.objects.filter(run=run)}
         assert _pid(rows["fetch"]) == io.pid
         assert _pid(rows["calc"]) == cpu.pid, "the cpu node ran in the io-only worker"
-        assert rows["calc"].output == {"result": 5}
+        assert rows["calc"].output == {"result": [1]}
 
 
 def test_a_worker_consuming_both_queues_runs_the_cpu_successor_inline(process_group: ProcessGroup, server: LocalServer, user: Any) -> None:

@@ -52,3 +52,9 @@ def wait_run(run_id: Any, timeout: float = 30.0) -> Any:
 
 def statuses(run: Any) -> dict[str, str]:
     return dict(run.node_runs.values_list("node_id", "status"))
+
+
+def transform(node_id: str, **data: Any) -> dict[str, Any]:
+    """A cpu-queue node that always goes to a worker: DATA_TRANSFORM is not instant (its work may be
+    large), unlike CALCULATOR, CONDITION, SWITCH and MERGE, which run where they become ready."""
+    return node(node_id, "DATA_TRANSFORM", {"source": [1, 2], "operations": [{"op": "limit", "count": 1}]}, **data)

@@ -66,5 +66,6 @@ SPEC = node_types.register(
         timeout_s=10.0,
         retry=RetryPolicy(max_attempts=1),
         queue="cpu",
+        instant=True,
     )
 )

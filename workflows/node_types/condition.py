@@ -152,6 +152,7 @@ SPEC = node_types.register(
         timeout_s=10.0,
         retry=RetryPolicy(max_attempts=1),
         queue="cpu",
+        instant=True,
         handles=("true", "false", "error"),
     )
 )

@@ -82,6 +82,7 @@ SPEC = node_types.register(
         timeout_s=10.0,
         retry=RetryPolicy(max_attempts=1),
         queue="cpu",
+        instant=True,
         handles=None,
     )
 )

@@ -71,6 +71,14 @@ ZYRA_COMBINE_COMPLETIONS = env_bool("ZYRA_COMBINE_COMPLETIONS", True)
 # run's input, and a DELAY after them, whose first attempt only computes when to wake) run in the
 # transaction that starts the run, instead of as a message to a worker; off: like any node.
 ZYRA_INLINE_TRIGGERS = env_bool("ZYRA_INLINE_TRIGGERS", True)
+# Instant nodes (NodeTypeSpec.instant: the above, and CALCULATOR, CONDITION, SWITCH and MERGE, which do
+# no I/O and whose work is capped) made ready by a completion run in that completion's transaction, and
+# an instant node's own message (a DELAY's wake-up) is claimed, run and completed in one transaction:
+# no message, claim or completion of their own. Off: they go to workers like any node.
+ZYRA_INSTANT_NODES = env_bool("ZYRA_INSTANT_NODES", True)
+# Handler time one transaction may spend on instant nodes (the run's row stays locked meanwhile);
+# those made ready after it is spent go to workers.
+ZYRA_INSTANT_BUDGET_MS = env_int("ZYRA_INSTANT_BUDGET_MS", 50)
 # A transaction that makes more nodes ready on one queue than this sends messages for this many;
 # the others stay queued without one ("parked") and are taken by the threads that finish their
 # siblings, or handed a message by a completion that takes nothing else (so as many carriers as

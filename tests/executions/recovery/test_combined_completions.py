@@ -19,7 +19,7 @@ from django.db import OperationalError, connection
 from executions import combine, services
 from executions.models import NodeRun, Run, RunEvent
 from tests.executions.recovery.support import RedisServer
-from tests.support.factories import edge, http, make_workflow, node
+from tests.support.factories import edge, http, make_workflow, transform
 from tests.support.pg import second_connection
 
 URL = "http://127.0.0.1:9/never"  # never called: results are recorded by hand
@@ -32,10 +32,10 @@ def _run(user: Any, nodes: list[dict[str, Any]], edges: list[dict[str, Any]], ca
 
 
 def _fan(user: Any, branches: Sequence[str], cap: int = 100) -> tuple[Run, dict[str, NodeRun]]:
-    """start -> branches -> join (MERGE, on the cpu queue); start's result recorded, every branch claimed."""
+    """start -> branches -> join (DATA_TRANSFORM, on the cpu queue); start's result recorded, every branch claimed."""
     run, rows = _run(
         user,
-        [http("start", URL)] + [http(b, URL) for b in branches] + [node("join", "MERGE")],
+        [http("start", URL)] + [http(b, URL) for b in branches] + [transform("join")],
         [edge("start", b) for b in branches] + [edge(b, "join") for b in branches],
         cap,
     )
@@ -99,7 +99,7 @@ def test_each_completion_of_a_batch_claims_its_own_queued_sibling(
     branches = [f"m{i}" for i in range(6)]
     run, rows = _run(
         user,
-        [http("start", URL)] + [http(b, URL) for b in branches] + [node("join", "MERGE")],
+        [http("start", URL)] + [http(b, URL) for b in branches] + [transform("join")],
         [edge("start", b) for b in branches] + [edge(b, "join") for b in branches],
     )
     _claim(rows["start"])

@@ -17,7 +17,7 @@ from executions import services
 from executions.engine.graph import Graph
 from executions.models import NodeRun, RunEvent
 from tests.executions.recovery.support import RedisServer
-from tests.support.factories import edge, http, make_workflow, node
+from tests.support.factories import edge, http, make_workflow, node, transform
 from tests.support.pg import second_connection
 
 URL = "http://127.0.0.1:9/never"  # never called: results are recorded by hand
@@ -26,7 +26,7 @@ URL = "http://127.0.0.1:9/never"  # never called: results are recorded by hand
 def _fan(user: Any, branches: Sequence[str] = ("a", "b"), claim_start: bool = True) -> tuple[Any, dict[str, NodeRun]]:
     """start -> each of ``branches`` -> join (on the cpu queue); with ``claim_start``, start is claimed here."""
     d = {
-        "nodes": [http("start", URL)] + [http(b, URL) for b in branches] + [node("join", "MERGE")],
+        "nodes": [http("start", URL)] + [http(b, URL) for b in branches] + [transform("join")],
         "edges": [edge("start", b) for b in branches] + [edge(b, "join") for b in branches],
         "settings": {"max_parallel_nodes": 100},
     }
@@ -218,9 +218,9 @@ def test_a_claim_reads_only_the_run_and_its_node_under_the_lock(rec_broker: Redi
 
 
 def _mixed_fan(user: Any) -> dict[str, NodeRun]:
-    """start (io) -> a (io), c (cpu, a CALCULATOR) -> join; start claimed here."""
+    """start (io) -> a (io), c (cpu, a DATA_TRANSFORM) -> join; start claimed here."""
     d = {
-        "nodes": [http("start", URL), http("a", URL), node("c", "CALCULATOR", {"expression": "1 + 1"}), node("join", "MERGE")],
+        "nodes": [http("start", URL), http("a", URL), transform("c"), transform("join")],
         "edges": [edge("start", "a"), edge("start", "c"), edge("a", "join"), edge("c", "join")],
     }
     run = services.run_start(workflow=make_workflow(user, d), inputs={}, user=user)

@@ -18,12 +18,12 @@ from django.db import connection, transaction
 
 from executions import services
 from executions.models import NodeRun, Run
-from tests.support.factories import make_workflow, node
+from tests.support.factories import make_workflow, transform
 
 
 def _run_with_queued_node(user: Any) -> tuple[Run, NodeRun]:
     # No worker consumes this test's broker messages: the node stays queued until we act.
-    wf = make_workflow(user, {"nodes": [node("only", "CALCULATOR", {"expression": "1 + 1"})], "edges": []})
+    wf = make_workflow(user, {"nodes": [transform("only")], "edges": []})
     run = services.run_start(workflow=wf, inputs={}, user=user)
     return run, NodeRun.objects.get(run=run, node_id="only")
 

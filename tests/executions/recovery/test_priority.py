@@ -8,7 +8,7 @@ from django.utils.dateparse import parse_datetime
 
 from executions import services
 from executions.models import NodeRun
-from tests.support.factories import make_workflow, node, wait_run
+from tests.support.factories import make_workflow, transform, wait_run
 from tests.support.workers import ProcessGroup
 
 
@@ -18,7 +18,7 @@ def _first_start(run_id: Any) -> Any:
 
 
 def test_interactive_run_overtakes_a_bulk_backlog(rec_group: ProcessGroup, user: Any) -> None:
-    wf = make_workflow(user, {"nodes": [node("only", "CALCULATOR", {"operation": "add", "a": 1, "b": 2})], "edges": []})
+    wf = make_workflow(user, {"nodes": [transform("only")], "edges": []})
     # No worker yet: the messages wait in the private broker's lists.
     bulk = [services.run_start(workflow=wf, inputs={"i": i}, user=user, trigger="schedule", priority=0).id for i in range(12)]
     interactive = services.run_start(workflow=wf, inputs={"i": "now"}, user=user, trigger="manual", priority=9).id
