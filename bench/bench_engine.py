@@ -1,8 +1,11 @@
 """Engine vs bare Celery, same broker (Redis), same worker process, same run.
 
-1. Hand-off: a 200-node chain of trivial nodes vs a bare Celery chain of 200 no-ops.
+1. Hand-off: a 200-node chain of trivial nodes that go through the worker (DATA_TRANSFORM) vs a bare
+   Celery chain of 200 no-ops; and the same chain of instant nodes (CALCULATOR: run where they
+   become ready, ZYRA_INSTANT_NODES), which never go through the broker.
 2. Windmill's workload: 40 sequential light nodes (CALCULATOR fib(10)) from the API call to the run's end.
-3. Fan-out/fan-in: 1 -> 500 trivial nodes -> 1 join vs a bare Celery chord of 500.
+3. Fan-out/fan-in: 1 -> 500 trivial worker nodes -> 1 join vs a bare Celery chord of 500; and the
+   same with CALCULATORs.
 4. Parallel speedup: 8 branches x 4 nodes, each 200 ms of I/O on a local endpoint, vs the critical
    path (0.8 s) and vs sequential mode.
 
@@ -25,6 +28,29 @@ REPEAT = 1 if QUICK else 3
 
 def calc(node_id: str) -> dict[str, Any]:
     return {"id": node_id, "type": "CALCULATOR", "data": {"config": {"operation": "add", "a": 1, "b": 2}}}
+
+
+def transform(node_id: str) -> dict[str, Any]:
+    """A trivial node that a worker runs (DATA_TRANSFORM is not instant)."""
+    return {"id": node_id, "type": "DATA_TRANSFORM", "data": {"config": {"source": [1, 2], "operations": [{"op": "limit", "count": 1}]}}}
+
+
+def chain(make: Any, n: int) -> dict[str, Any]:
+    return {
+        "nodes": [make(f"n{i}") for i in range(n)],
+        "edges": [{"id": f"e{i}", "source": f"n{i}", "target": f"n{i + 1}"} for i in range(n - 1)],
+    }
+
+
+def fan(make: Any, width: int) -> dict[str, Any]:
+    return {
+        "nodes": [make("start")]
+        + [make(f"m{i}") for i in range(width)]
+        + [{"id": "join", "type": "MERGE", "data": {"config": {"mode": "list"}}}],
+        "edges": [{"id": f"a{i}", "source": "start", "target": f"m{i}"} for i in range(width)]
+        + [{"id": f"b{i}", "source": f"m{i}", "target": "join"} for i in range(width)],
+        "settings": {"max_parallel_nodes": 1000},
+    }
 
 
 def workflow(user: Any, definition: dict[str, Any]) -> Any:
@@ -93,18 +119,22 @@ def main() -> None:
     try:
         # 1. hand-off
         n = 200
-        chain_def = {
-            "nodes": [calc(f"n{i}") for i in range(n)],
-            "edges": [{"id": f"e{i}", "source": f"n{i}", "target": f"n{i + 1}"} for i in range(n - 1)],
-        }
-        wf = workflow(user, chain_def)
+        wf = workflow(user, chain(transform, n))
+        wfi = workflow(user, chain(calc, n))
         run_once(user, wf)  # warm-up
+        run_once(user, wfi)
         bare_chain(20)
         eng = [run_once(user, wf)[0] for _ in range(REPEAT)]
+        inst = [run_once(user, wfi)[0] for _ in range(REPEAT)]
         bare = [bare_chain(n) for _ in range(REPEAT)]
         eng_ms, bare_ms = statistics.median(eng) / n * 1000, statistics.median(bare) / n * 1000
+        inst_ms = statistics.median(inst) / n * 1000
         figures.update(
-            handoff_engine_ms_per_node=round(eng_ms, 2), handoff_bare_ms_per_hop=round(bare_ms, 2), handoff_ratio=round(eng_ms / bare_ms, 2)
+            handoff_engine_ms_per_node=round(eng_ms, 2),
+            handoff_bare_ms_per_hop=round(bare_ms, 2),
+            handoff_ratio=round(eng_ms / bare_ms, 2),
+            handoff_instant_ms_per_node=round(inst_ms, 3),
+            handoff_instant_ratio=round(inst_ms / bare_ms, 3),
         )
 
         # 2. Windmill: 40 sequential fib(10), from the API call to the run's end
@@ -129,21 +159,17 @@ def main() -> None:
 
         # 3. fan-out / fan-in 500
         width = 500
-        fan = {
-            "nodes": [calc("start")]
-            + [calc(f"m{i}") for i in range(width)]
-            + [{"id": "join", "type": "MERGE", "data": {"config": {"mode": "list"}}}],
-            "edges": [{"id": f"a{i}", "source": "start", "target": f"m{i}"} for i in range(width)]
-            + [{"id": f"b{i}", "source": f"m{i}", "target": "join"} for i in range(width)],
-            "settings": {"max_parallel_nodes": 1000},
-        }
-        wff = workflow(user, fan)
+        wff = workflow(user, fan(transform, width))
+        wffi = workflow(user, fan(calc, width))
         eng = [run_once(user, wff)[0] for _ in range(REPEAT)]
+        inst = [run_once(user, wffi)[0] for _ in range(REPEAT)]
         bare = [bare_chord(width) for _ in range(REPEAT)]
         figures.update(
             fanout500_engine_s=round(statistics.median(eng), 3),
             fanout500_bare_chord_s=round(statistics.median(bare), 3),
             fanout500_ratio=round(statistics.median(eng) / statistics.median(bare), 2),
+            fanout500_instant_s=round(statistics.median(inst), 3),
+            fanout500_instant_ratio=round(statistics.median(inst) / statistics.median(bare), 3),
         )
 
         # 4. parallel speedup: 8 x 4 nodes of 200 ms I/O
@@ -185,11 +211,25 @@ def main() -> None:
                 "<= 3x",
             ),
             (
+                "  instant nodes (CALCULATOR chain)",
+                f"{figures['handoff_instant_ms_per_node']} ms",
+                f"{figures['handoff_bare_ms_per_hop']} ms",
+                f"{figures['handoff_instant_ratio']}x",
+                "-",
+            ),
+            (
                 "fan-out/fan-in 500",
                 f"{figures['fanout500_engine_s']} s",
                 f"{figures['fanout500_bare_chord_s']} s",
                 f"{figures['fanout500_ratio']}x",
                 "<= 2x",
+            ),
+            (
+                "  instant nodes (CALCULATORs)",
+                f"{figures['fanout500_instant_s']} s",
+                f"{figures['fanout500_bare_chord_s']} s",
+                f"{figures['fanout500_instant_ratio']}x",
+                "-",
             ),
             ("40 sequential fib(10), API to end", f"{figures['windmill_40_sequential_s']} s", "-", "-", "< 0.5 s"),
             (

@@ -76,8 +76,8 @@ ZYRA_INLINE_TRIGGERS = env_bool("ZYRA_INLINE_TRIGGERS", True)
 # an instant node's own message (a DELAY's wake-up) is claimed, run and completed in one transaction:
 # no message, claim or completion of their own. Off: they go to workers like any node.
 ZYRA_INSTANT_NODES = env_bool("ZYRA_INSTANT_NODES", True)
-# Handler time one transaction may spend on instant nodes (the run's row stays locked meanwhile);
-# those made ready after it is spent go to workers.
+# Time one transaction may spend running instant nodes (their handlers and bookkeeping; the run's
+# row stays locked meanwhile); those made ready after it is spent go to workers.
 ZYRA_INSTANT_BUDGET_MS = env_int("ZYRA_INSTANT_BUDGET_MS", 50)
 # A transaction that makes more nodes ready on one queue than this sends messages for this many;
 # the others stay queued without one ("parked") and are taken by the threads that finish their
