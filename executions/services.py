@@ -548,7 +548,6 @@ def node_claim_or_run(
         assert claim is not None
         queues, spare = plan(graph, nr)
         result = executor.run_attempt(claim)
-        tx.prefetched = {}
         claim = _apply_completion(
             tx, graph, nr, Completion(nr.id, nr.attempt, result, executor.edge_condition_evaluator(run), tuple(queues), (), spare)
         )
