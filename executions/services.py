@@ -388,12 +388,37 @@ def _run_instant(tx: RunTx, graph: Graph, evaluate: Any) -> None:
         if not ready:
             return
         nr = ready[0]
+        _prefetch_instant_reach(tx, graph, nr.node_id)
         claim = _claim_locked(tx, graph, nr)
         claim.known = _known(tx)
         result = executor.run_attempt(claim)
         _record_result(tx, graph, nr, Completion(nr.id, nr.attempt, result, evaluate))
         if time.monotonic() > deadline:
             return
+
+
+PREFETCH_REACH_MAX = 200
+
+
+def _prefetch_instant_reach(tx: RunTx, graph: Graph, node_id: str) -> None:
+    """Read, in one query, the rows an instant chain from ``node_id`` will want: the nodes it can
+    reach through instant nodes (and the first ones past them), and their predecessors (whose outputs
+    are the chain's inputs). Without it, each instant node's routing and inputs would cost a read of
+    their own under the run's lock. At most PREFETCH_REACH_MAX rows; the rest are read as needed."""
+    wanted: dict[str, None] = {}
+    stack, seen = [node_id], {node_id}
+    while stack and len(wanted) < PREFETCH_REACH_MAX:
+        nid = stack.pop()
+        wanted.update(dict.fromkeys(graph.predecessors(nid)))
+        for succ in graph.successor_ids(nid):
+            wanted[succ] = None
+            if succ not in seen and _is_instant(graph.nodes[succ].type):
+                seen.add(succ)
+                stack.append(succ)
+    missing = [nid for nid in wanted if nid not in tx.by_node and nid not in tx.prefetched][:PREFETCH_REACH_MAX]
+    if missing:  # rows this transaction has not changed: the database has them as they are
+        for row in fastsql.node_runs(tx.run.id, missing):
+            tx.prefetched[row.node_id] = row
 
 
 def _known(tx: RunTx) -> dict[str, tuple[str, Any]]:
@@ -990,7 +1015,6 @@ def _route(tx: RunTx, graph: Graph, node_id: str, outcome: Outcome, evaluate: An
 
 def _finalize(tx: RunTx) -> None:
     run = tx.run
-    tx.save_dirty()
     if run.failed_stop:
         new = RunStatus.FAILED
     elif run.failed_continue > 0:
@@ -999,8 +1023,15 @@ def _finalize(tx: RunTx) -> None:
         new = RunStatus.SUCCEEDED
     graph = graph_for_version(run.version_id)
     sinks = graph.sinks()
-    outputs = dict(NodeRun.objects.filter(run=run, node_id__in=sinks, status=NodeStatus.SUCCEEDED).values_list("node_id", "output"))
-    run.outputs = outputs
+    # The sinks this transaction holds are read from memory (changed or read with the lock); the others
+    # from the database, after the changed rows are saved (a read must see them).
+    held = {nid: tx.by_node.get(nid) or tx.prefetched.get(nid) for nid in sinks}
+    outputs = {nid: row.output for nid, row in held.items() if row is not None and row.status == NodeStatus.SUCCEEDED}
+    others = [nid for nid, row in held.items() if row is None]
+    if others:
+        tx.save_dirty()
+        outputs.update(NodeRun.objects.filter(run=run, node_id__in=others, status=NodeStatus.SUCCEEDED).values_list("node_id", "output"))
+    run.outputs = {nid: outputs[nid] for nid in sinks if nid in outputs}
     _set_run_status(run, new)
     run.finished_at = tx.now
     run.in_flight = 0
@@ -1009,13 +1040,34 @@ def _finalize(tx: RunTx) -> None:
     _on_run_finished(run)
 
 
+_wf_limits: dict[Any, tuple[float, int]] = {}  # workflow id -> (read at, max_concurrent_runs)
+WF_LIMIT_TTL_S = 1.0
+
+
+def _workflow_limit_cached(workflow_id: Any) -> int:
+    """A workflow's concurrent-run limit, read at most once a second per process (a finishing run asks,
+    to start runs waiting for its slot; a limit set a moment ago is seen within a second, and the
+    sweeper starts waiting runs too)."""
+    now = time.monotonic()
+    hit = _wf_limits.get(workflow_id)
+    if hit is not None and now - hit[0] < WF_LIMIT_TTL_S:
+        return hit[1]
+    from workflows.models import Workflow
+
+    limit = int(Workflow.objects.filter(id=workflow_id).values_list("max_concurrent_runs", flat=True).first() or 0)
+    if len(_wf_limits) > 10_000:
+        _wf_limits.clear()
+    _wf_limits[workflow_id] = (now, limit)
+    return limit
+
+
 def _on_run_finished(run: Run) -> None:
     """After commit: a finished run frees a slot under the concurrency limits."""
     workflow_id, owner_id = run.workflow_id, run.owner_id
 
     def hook() -> None:
         try:
-            wf_limit, user_limit = _limits(run)
+            wf_limit, user_limit = _limits(run, _workflow_limit_cached(workflow_id))
             if wf_limit:
                 runs_start_waiting(workflow_id=workflow_id)
             if user_limit:
