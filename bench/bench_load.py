@@ -23,7 +23,7 @@ PostgreSQL and Redis over the whole run.
 The last line is one JSON object.
 
 Usage: .venv/bin/python bench/bench_load.py [--runs 1000] [--workers 4] [--concurrency 8] [--delay 12]
-       [--server uvicorn|daphne] [--api-procs 2] [--api-pool 4] [--clients 16] [--timeout 600] [--quick]
+       [--server uvicorn|daphne] [--api-procs 4] [--api-pool 4] [--clients 16] [--rate 0] [--timeout 600] [--quick]
 """
 
 from __future__ import annotations
@@ -311,6 +311,9 @@ def main() -> None:
     ap.add_argument("--api-procs", type=int, default=4, help="uvicorn worker processes (Django runs one view at a time per ASGI process)")
     ap.add_argument("--api-pool", type=int, default=4, help="DB_POOL_MAX per API process (0: a connection per request)")
     ap.add_argument("--clients", type=int, default=16, help="client threads submitting runs")
+    ap.add_argument(
+        "--rate", type=float, default=0.0, help="submit at most this many runs per second, evenly (0: as fast as the API takes them)"
+    )
     ap.add_argument("--timeout", type=float, default=600.0, help="bound on the whole wait for the runs")
     ap.add_argument("--quick", action="store_true", help="100 runs, 3 s delay")
     ap.add_argument("--serve-target", action="store_true", help=argparse.SUPPRESS)
@@ -347,6 +350,7 @@ def main() -> None:
         "api_db_pool": args.api_pool,
         "api_server": f"{args.server} x{1 if args.server == 'daphne' else args.api_procs}",
         "delay_s": args.delay,
+        "rate_per_s": args.rate or None,
     }
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -372,6 +376,8 @@ def main() -> None:
         lock = threading.Lock()
 
         def submit(i: int) -> None:
+            if args.rate > 0:  # the i-th run is not sent before its slot in an even schedule
+                time.sleep(max(0.0, t_start + i / args.rate - time.perf_counter()))
             session = getattr(local, "session", None)
             if session is None:
                 session = local.session = requests.Session()
