@@ -160,8 +160,18 @@ class Policy:
         return any(ip.version == net.version and ip in net for net in self.networks)
 
 
+_policies: dict[tuple[str, ...], Policy] = {}
+
+
 def current_policy() -> Policy:
-    return Policy.from_allowlist(getattr(settings, "ZYRA_HTTP_ALLOWLIST", []) or [])
+    """The policy of the allow-list in the settings now (built once per distinct list)."""
+    entries = tuple(getattr(settings, "ZYRA_HTTP_ALLOWLIST", []) or [])
+    policy = _policies.get(entries)
+    if policy is None:
+        if len(_policies) > 64:
+            _policies.clear()
+        policy = _policies[entries] = Policy.from_allowlist(entries)
+    return policy
 
 
 class SSRFBlocked(Exception):
