@@ -13,6 +13,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from executions import services
@@ -176,7 +178,8 @@ def test_a_crash_inside_the_instant_chain_leaves_nothing_of_it_and_a_redo_runs_e
     assert [(rows[f"c{i}"].status, rows[f"c{i}"].attempt, rows[f"c{i}"].output) for i in range(3)] == [
         ("succeeded", 1, {"result": i + 1}) for i in range(3)
     ]
-    assert Run.objects.get(id=run.id).status == "succeeded"
+    r = Run.objects.get(id=run.id)
+    assert (r.status, r.outputs) == ("succeeded", {"c2": {"result": 3}})  # the sink's output, taken from the transaction's rows
     started = Counter(RunEvent.objects.filter(run=run, type="node.started").values_list("node_id", flat=True))
     assert all(started[f"c{i}"] == 1 for i in range(3))
     _seqs_contiguous(run)
@@ -230,3 +233,27 @@ def test_a_plain_claim_of_an_instant_node_only_claims_it(
     held, claim = services.node_claim_or_run(node_run_id=calc.id, attempt=calc.attempt)
     assert held and claim is not None and claim.node_run.node_id == "calc"
     assert NodeRun.objects.get(id=calc.id).status == "running"
+
+
+def test_an_instant_chain_reads_its_rows_once_whatever_its_length(rec_broker: RedisServer, no_foreign_sweeper: None, user: Any) -> None:
+    """The completion that runs a chain of instant nodes reads the rows they route to and take inputs from
+    in one query (not one per node): the statements of the whole commit do not grow with the chain."""
+
+    def statements(length: int) -> int:
+        nodes = [node("start", "MANUAL"), http("fetch", URL), http("side", URL)]
+        nodes += [node(f"c{i}", "CALCULATOR", {"expression": f"{i} + 1"}) for i in range(length)] + [node("join", "MERGE")]
+        edges = [edge("start", "fetch"), edge("start", "side"), edge("fetch", "c0"), edge("side", "join")]
+        edges += [edge(f"c{i}", f"c{i + 1}") for i in range(length - 1)] + [edge(f"c{length - 1}", "join")]
+        run, rows = _start(user, nodes, edges)
+        _finish_http(rows["side"], {"s": 1})
+        fetch = _rows(run)["fetch"]
+        assert services.node_claim(node_run_id=fetch.id, attempt=1) is not None
+        with CaptureQueriesContext(connection) as queries:
+            ok, _ = services.node_complete_and_claim(node_run_id=fetch.id, attempt=1, result=services.Result(kind="success", output={}))
+        assert ok
+        final = _rows(run)
+        assert all(final[f"c{i}"].status == "succeeded" for i in range(length)) and final["join"].status == "succeeded"
+        assert Run.objects.get(id=run.id).status == "succeeded"
+        return len(queries.captured_queries)
+
+    assert statements(8) == statements(2)
