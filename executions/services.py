@@ -239,7 +239,7 @@ def run_start(
             run = Run(
                 workflow=workflow,
                 version=version,
-                owner=workflow.owner,
+                owner_id=workflow.owner_id,  # (not the user row: no read of it)
                 status=RunStatus.QUEUED,
                 trigger=trigger,
                 priority=priority,
