@@ -83,6 +83,7 @@ class RunTx:
         # Ready nodes waiting for a slot, read with the lock, and whether that read saw all of them.
         self.waiting: tuple[list[Any], bool] | None = None
         self.parked: tuple[list[Any], bool] | None = None  # parked nodes read with the lock, likewise
+        self.reached: set[str] = set()  # instant nodes whose reach has been read (services._prefetch_instant_reach)
 
     def touch(self, *rows: Any) -> None:
         for row in rows:

@@ -405,16 +405,21 @@ def _prefetch_instant_reach(tx: RunTx, graph: Graph, node_id: str) -> None:
     reach through instant nodes (and the first ones past them), and their predecessors (whose outputs
     are the chain's inputs). Without it, each instant node's routing and inputs would cost a read of
     their own under the run's lock. At most PREFETCH_REACH_MAX rows; the rest are read as needed."""
+    if node_id in tx.reached:  # within the reach of an instant node before it in this transaction
+        return
     wanted: dict[str, None] = {}
-    stack, seen = [node_id], {node_id}
+    stack = [node_id]
+    tx.reached.add(node_id)
     while stack and len(wanted) < PREFETCH_REACH_MAX:
         nid = stack.pop()
         wanted.update(dict.fromkeys(graph.predecessors(nid)))
         for succ in graph.successor_ids(nid):
             wanted[succ] = None
-            if succ not in seen and _is_instant(graph.nodes[succ].type):
-                seen.add(succ)
+            if succ not in tx.reached and _is_instant(graph.nodes[succ].type):
+                tx.reached.add(succ)
                 stack.append(succ)
+    if stack:  # stopped at the cap: those left unexplored look again when they run
+        tx.reached.difference_update(stack)
     missing = [nid for nid in wanted if nid not in tx.by_node and nid not in tx.prefetched][:PREFETCH_REACH_MAX]
     if missing:  # rows this transaction has not changed: the database has them as they are
         for row in fastsql.node_runs(tx.run.id, missing):
