@@ -577,6 +577,8 @@ def node_claim_or_run(
 
         assert claim is not None
         queues, spare = plan(graph, nr)
+        _prefetch_instant_reach(tx, graph, nr.node_id)  # its successors and the instant chain past them, in one read
+        claim.known = _known(tx)
         result = executor.run_attempt(claim)
         claim = _apply_completion(
             tx, graph, nr, Completion(nr.id, nr.attempt, result, executor.edge_condition_evaluator(run), tuple(queues), (), spare)
