@@ -380,7 +380,6 @@ def _run_instant(tx: RunTx, graph: Graph, evaluate: Any) -> None:
     Once ``ZYRA_INSTANT_BUDGET_MS`` have gone on them in this transaction (the
     run's row stays locked meanwhile), the rest go to workers as usual.
     """
-    from executions import executor
 
     deadline = time.monotonic() + max(0, int(settings.ZYRA_INSTANT_BUDGET_MS)) / 1000.0
     while tx.run.status == RunStatus.RUNNING:
@@ -391,10 +390,20 @@ def _run_instant(tx: RunTx, graph: Graph, evaluate: Any) -> None:
         _prefetch_instant_reach(tx, graph, nr.node_id)
         claim = _claim_locked(tx, graph, nr)
         claim.known = _known(tx)
-        result = executor.run_attempt(claim)
+        result = _run_instant_attempt(claim)
         _record_result(tx, graph, nr, Completion(nr.id, nr.attempt, result, evaluate))
         if time.monotonic() > deadline:
             return
+
+
+def _run_instant_attempt(claim: Claim) -> Result:
+    """An instant node's attempt, its templates all within one render budget (MAX_RENDER_S in all, not
+    per string): it runs with its run's row locked, or inside the API call that starts the run."""
+    from executions import executor
+    from executions.engine import templates
+
+    with templates.time_budget(templates.MAX_RENDER_S):
+        return executor.run_attempt(claim)
 
 
 PREFETCH_REACH_MAX = 200
@@ -579,7 +588,7 @@ def node_claim_or_run(
         queues, spare = plan(graph, nr)
         _prefetch_instant_reach(tx, graph, nr.node_id)  # its successors and the instant chain past them, in one read
         claim.known = _known(tx)
-        result = executor.run_attempt(claim)
+        result = _run_instant_attempt(claim)
         claim = _apply_completion(
             tx, graph, nr, Completion(nr.id, nr.attempt, result, executor.edge_condition_evaluator(run), tuple(queues), (), spare)
         )

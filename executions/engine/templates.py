@@ -21,6 +21,7 @@ dict key wins over a method of the same name (``input.items`` is the key).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -77,10 +78,25 @@ class _LimitExceeded(Exception):
 _budget = threading.local()
 
 
+@contextlib.contextmanager
+def time_budget(seconds: float) -> Iterator[None]:
+    """Every template rendered inside shares one deadline, ``seconds`` from now (or an enclosing
+    budget's, when nearer), instead of MAX_RENDER_S each: an instant node's whole attempt runs in
+    the transaction that made it ready, so all its templates together get what one string gets."""
+    previous, previous_what = getattr(_budget, "deadline", None), getattr(_budget, "what", "")
+    deadline = time.monotonic() + seconds
+    if previous is None or deadline < previous:
+        _budget.deadline, _budget.what = deadline, f"the node's templates took longer than {seconds:g} s in all"
+    try:
+        yield
+    finally:
+        _budget.deadline, _budget.what = previous, previous_what
+
+
 def _tick() -> None:
     deadline = getattr(_budget, "deadline", None)
     if deadline is not None and time.monotonic() > deadline:
-        raise _LimitExceeded(f"rendering took longer than {MAX_RENDER_S:g} s")
+        raise _LimitExceeded(getattr(_budget, "what", "") or f"rendering took longer than {MAX_RENDER_S:g} s")
 
 
 def _sized(value: Any) -> Any:
@@ -474,8 +490,9 @@ def _render_text(template: Any, context: Mapping[str, Any]) -> str:
 def render_string(source: str, context: Mapping[str, Any], path: str = "") -> Any:
     if len(source) > MAX_TEMPLATE_LEN:
         raise TemplateError(path, source[:80] + "...", f"template longer than {MAX_TEMPLATE_LEN} characters")
-    previous = getattr(_budget, "deadline", None)
-    _budget.deadline = time.monotonic() + MAX_RENDER_S if previous is None else previous
+    previous, previous_what = getattr(_budget, "deadline", None), getattr(_budget, "what", "")
+    if previous is None:
+        _budget.deadline, _budget.what = time.monotonic() + MAX_RENDER_S, ""
     whole = _WHOLE.match(source)
     try:
         if whole and "{{" not in whole.group("expr"):
@@ -501,7 +518,7 @@ def render_string(source: str, context: Mapping[str, Any], path: str = "") -> An
     ) as exc:
         raise TemplateError(path, _short(source), f"{type(exc).__name__}: {exc}"[:500]) from None
     finally:
-        _budget.deadline = previous
+        _budget.deadline, _budget.what = previous, previous_what
 
 
 def _short(source: str) -> str:

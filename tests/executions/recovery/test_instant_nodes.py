@@ -257,3 +257,22 @@ def test_an_instant_chain_reads_its_rows_once_whatever_its_length(rec_broker: Re
         return len(queries.captured_queries)
 
     assert statements(8) == statements(2)
+
+
+def test_an_instant_nodes_templates_share_one_render_budget(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any, monkeypatch: Any
+) -> None:
+    """An instant node runs with its run's row locked (or inside the API call that starts the run):
+    all its templates together get what one template string gets, not that much each."""
+    from executions.engine import templates
+
+    monkeypatch.setattr(templates, "MAX_RENDER_S", 0.3)
+    slow = "{% for c in 'a' * 400000 %}{% if c == 'b' %}x{% endif %}{% endfor %}{{ 1 }}"  # ~10 ms each here
+    variables = {f"v{i}": slow for i in range(100)}
+    nodes = [node("start", "MANUAL"), http("fetch", URL), node("calc", "CALCULATOR", {"expression": "v0 + 1", "variables": variables})]
+    run, rows = _start(user, nodes, [edge("start", "fetch"), edge("fetch", "calc")])
+    _finish_http(rows["fetch"], {})
+    calc = _rows(run)["calc"]
+    assert calc.status == "failed" and calc.error["code"] == "template", calc.error
+    assert "took longer than 0.3 s in all" in calc.error["message"]
+    assert Run.objects.get(id=run.id).status == "failed"
