@@ -388,9 +388,11 @@ def _run_instant(tx: RunTx, graph: Graph, evaluate: Any) -> None:
             return
         nr = ready[0]
         _prefetch_instant_reach(tx, graph, nr.node_id)
+        tx.now = timezone.now()  # the node's true start and finish (not the transaction's first instant)
         claim = _claim_locked(tx, graph, nr)
         claim.known = _known(tx)
         result = _run_instant_attempt(claim)
+        tx.now = timezone.now()
         _record_result(tx, graph, nr, Completion(nr.id, nr.attempt, result, evaluate))
         if time.monotonic() > deadline:
             return
@@ -589,6 +591,7 @@ def node_claim_or_run(
         _prefetch_instant_reach(tx, graph, nr.node_id)  # its successors and the instant chain past them, in one read
         claim.known = _known(tx)
         result = _run_instant_attempt(claim)
+        tx.now = timezone.now()  # its finish: the time it ran counts in its duration
         claim = _apply_completion(
             tx, graph, nr, Completion(nr.id, nr.attempt, result, executor.edge_condition_evaluator(run), tuple(queues), (), spare)
         )

@@ -276,3 +276,22 @@ def test_an_instant_nodes_templates_share_one_render_budget(
     assert calc.status == "failed" and calc.error["code"] == "template", calc.error
     assert "took longer than 0.3 s in all" in calc.error["message"]
     assert Run.objects.get(id=run.id).status == "failed"
+
+
+def test_an_instant_nodes_times_are_its_own(rec_broker: RedisServer, no_foreign_sweeper: None, user: Any) -> None:
+    """Its start and finish are when it ran, not the transaction's first instant: a slow one shows a
+    duration, and what follows it is queued when it finished."""
+    slow = "{% for c in 'a' * 1000000 %}{% if c == 'b' %}x{% endif %}{% endfor %}{{ 1 }}"  # ~25 ms each here
+    nodes = [
+        node("start", "MANUAL"),
+        http("fetch", URL),
+        node("calc", "CALCULATOR", {"expression": "a + b", "variables": {"a": slow, "b": slow}}),
+        http("after", URL),
+    ]
+    run, rows = _start(user, nodes, [edge("start", "fetch"), edge("fetch", "calc"), edge("calc", "after")])
+    _finish_http(rows["fetch"], {})
+    rows = _rows(run)
+    calc, fetch, after = rows["calc"], rows["fetch"], rows["after"]
+    assert calc.status == "succeeded" and calc.output == {"result": 2}
+    assert fetch.finished_at <= calc.started_at < calc.finished_at <= after.dispatched_at
+    assert calc.duration_ms >= 5, calc.duration_ms
