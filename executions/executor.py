@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar, get_args
@@ -114,7 +114,7 @@ def edge_condition_evaluator(run: Run) -> Any:
 
 
 def _upstream(
-    graph: Graph, run: Run, node_id: str, refs: frozenset[str], known: dict[str, tuple[str, Any]] | None = None
+    graph: Graph, run: Run, node_id: str, refs: frozenset[str], known: Mapping[str, tuple[str, Any]] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(active predecessors' outputs, outputs of every node the templates name).
 
@@ -252,9 +252,8 @@ class _InstantPlan:
         self.ran = True
         if self.budget <= 0:
             return (), 0
-        successors = graph.successor_ids(nr.node_id)
-        if self.budget > 1 and len(successors) > 1 and not self.spare:
-            self.spare = fanout.reserve(len(successors) - 1)
+        if not self.spare:
+            self.spare = _reserve_branches(graph.successor_ids(nr.node_id), self.budget)
         return claim_queues(nr.queue, graph), self.spare
 
 
@@ -274,8 +273,7 @@ def run_chain(claim: services.Claim | None, budget: int) -> None:
             result = run_attempt(claim)
             evaluate = edge_condition_evaluator(claim.run)
             successors = claim.graph.successor_ids(nr.node_id)
-            if budget > 1 and len(successors) > 1:
-                spare = fanout.reserve(len(successors) - 1)
+            spare = _reserve_branches(successors, budget)
             # The lease stays renewed until the result is recorded (or given up on).
             _, claim = _db_retry(
                 "complete",
@@ -298,6 +296,12 @@ def run_chain(claim: services.Claim | None, budget: int) -> None:
         budget -= 1
         for other in extra:
             fanout.start(other, budget)
+
+
+def _reserve_branches(successors: list[str], budget: int) -> int:
+    """Fan-out threads held for a completion's other ready branches (with a budget for more than one
+    node: this thread takes one, the threads the others)."""
+    return fanout.reserve(len(successors) - 1) if budget > 1 and len(successors) > 1 else 0
 
 
 class FanoutThreads:

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -296,10 +296,14 @@ def _run_timeout_s(graph: Graph) -> float:
 def _limits(run: Run, wf_limit: int | None = None) -> tuple[int, int]:
     """(the workflow's concurrent-run limit, the per-user one); ``wf_limit`` when the caller just read it."""
     if wf_limit is None:
-        from workflows.models import Workflow
-
-        wf_limit = Workflow.objects.filter(id=run.workflow_id).values_list("max_concurrent_runs", flat=True).first() or 0
+        wf_limit = _workflow_limit(run.workflow_id)
     return int(wf_limit), int(settings.ZYRA_MAX_RUNS_PER_USER)
+
+
+def _workflow_limit(workflow_id: Any) -> int:
+    from workflows.models import Workflow
+
+    return int(Workflow.objects.filter(id=workflow_id).values_list("max_concurrent_runs", flat=True).first() or 0)
 
 
 def _may_start(run: Run, wf_limit: int | None = None) -> bool:
@@ -387,25 +391,26 @@ def _run_instant(tx: RunTx, graph: Graph, evaluate: Any) -> None:
         if not ready:
             return
         nr = ready[0]
-        _prefetch_instant_reach(tx, graph, nr.node_id)
-        tx.now = timezone.now()  # the node's true start and finish (not the transaction's first instant)
-        claim = _claim_locked(tx, graph, nr)
-        claim.known = _known(tx)
-        result = _run_instant_attempt(claim)
-        tx.now = timezone.now()
+        tx.now = timezone.now()  # the node's true start (not the transaction's first instant)
+        result = _run_instant_attempt(tx, graph, _claim_locked(tx, graph, nr))
         _record_result(tx, graph, nr, Completion(nr.id, nr.attempt, result, evaluate))
         if time.monotonic() > deadline:
             return
 
 
-def _run_instant_attempt(claim: Claim) -> Result:
-    """An instant node's attempt, its templates all within one render budget (MAX_RENDER_S in all, not
-    per string): it runs with its run's row locked, or inside the API call that starts the run."""
+def _run_instant_attempt(tx: RunTx, graph: Graph, claim: Claim) -> Result:
+    """An instant node's attempt on the transaction's rows (its chain's rows read first, in one query),
+    its templates all within one render budget (MAX_RENDER_S in all, not per string: it runs with its
+    run's row locked, or inside the API call that starts the run). ``tx.now`` is left at its finish."""
     from executions import executor
     from executions.engine import templates
 
+    _prefetch_instant_reach(tx, graph, claim.node_run.node_id)
+    claim.known = _Held(tx)
     with templates.time_budget(templates.MAX_RENDER_S):
-        return executor.run_attempt(claim)
+        result = executor.run_attempt(claim)
+    tx.now = timezone.now()
+    return result
 
 
 PREFETCH_REACH_MAX = 200
@@ -437,12 +442,30 @@ def _prefetch_instant_reach(tx: RunTx, graph: Graph, node_id: str) -> None:
             tx.prefetched[row.node_id] = row
 
 
-def _known(tx: RunTx) -> dict[str, tuple[str, Any]]:
-    """node_id -> (status, output) of the rows this transaction holds: read with the lock or changed
-    by it (its changes are not in the database yet)."""
-    known = {nid: (row.status, row.output) for nid, row in tx.prefetched.items()}
-    known.update((row.node_id, (row.status, row.output)) for row in tx.rows.values())
-    return known
+class _Held(Mapping[str, tuple[str, Any]]):
+    """node_id -> (status, output) of the rows a transaction holds, looked up when asked: those it
+    changed (not in the database yet), else those read with its lock (``Claim.known``)."""
+
+    def __init__(self, tx: RunTx) -> None:
+        self._tx = tx
+
+    def _row(self, node_id: str) -> Any:
+        return self._tx.by_node.get(node_id) or self._tx.prefetched.get(node_id)
+
+    def __getitem__(self, node_id: str) -> tuple[str, Any]:
+        row = self._row(node_id)
+        if row is None:
+            raise KeyError(node_id)
+        return row.status, row.output
+
+    def __contains__(self, node_id: object) -> bool:
+        return isinstance(node_id, str) and self._row(node_id) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tx.by_node.keys() | self._tx.prefetched.keys())
+
+    def __len__(self) -> int:
+        return len(self._tx.by_node.keys() | self._tx.prefetched.keys())
 
 
 def node_queue(type_: str) -> str:
@@ -538,7 +561,7 @@ class Claim:
     graph: Graph
     timeout_s: float
     # node_id -> (status, output) of finished nodes as committed with the claim (hand-off: the predecessor).
-    known: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    known: Mapping[str, tuple[str, Any]] = field(default_factory=dict)
     # Other successors made ready by the same completion, claimed with it for this process's fan-out
     # threads (``Completion.spare``): each starts at once instead of waiting for a message or this thread.
     extra: list[Claim] = field(default_factory=list)
@@ -588,10 +611,7 @@ def node_claim_or_run(
 
         assert claim is not None
         queues, spare = plan(graph, nr)
-        _prefetch_instant_reach(tx, graph, nr.node_id)  # its successors and the instant chain past them, in one read
-        claim.known = _known(tx)
-        result = _run_instant_attempt(claim)
-        tx.now = timezone.now()  # its finish: the time it ran counts in its duration
+        result = _run_instant_attempt(tx, graph, claim)
         claim = _apply_completion(
             tx, graph, nr, Completion(nr.id, nr.attempt, result, executor.edge_condition_evaluator(run), tuple(queues), (), spare)
         )
@@ -658,10 +678,9 @@ def _claim_next_inline(tx: RunTx, graph: Graph, queues: Sequence[str], spare: in
         return None
     ready = _take_ready(tx, 1 + spare, queues)
     if ready:
-        known = {row.node_id: (row.status, row.output) for row in tx.rows.values() if row.status in NODE_TERMINAL}
         claims = [_claim_locked(tx, graph, nr) for nr in ready]
         for claim in claims:
-            claim.known = known
+            claim.known = _Held(tx)
         claims[0].extra = claims[1:]
         return claims[0]
     if not settings.ZYRA_INLINE_SIBLINGS or tx.run.in_flight <= 0:
@@ -1071,9 +1090,7 @@ def _workflow_limit_cached(workflow_id: Any) -> int:
     hit = _wf_limits.get(workflow_id)
     if hit is not None and now - hit[0] < WF_LIMIT_TTL_S:
         return hit[1]
-    from workflows.models import Workflow
-
-    limit = int(Workflow.objects.filter(id=workflow_id).values_list("max_concurrent_runs", flat=True).first() or 0)
+    limit = _workflow_limit(workflow_id)
     if len(_wf_limits) > 10_000:
         _wf_limits.clear()
     _wf_limits[workflow_id] = (now, limit)

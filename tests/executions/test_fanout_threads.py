@@ -26,12 +26,13 @@ BRANCHES = ("b1", "b2", "b3")
 SLOW_S = 0.8
 
 
-def _fan_run(user: Any, server: LocalServer) -> tuple[dict[str, NodeRun], list[float]]:
+def _fan_run(user: Any, server: LocalServer, start: dict[str, Any] | None = None) -> tuple[dict[str, NodeRun], list[float]]:
+    """``start`` (default: an HTTP node) -> three slow HTTP branches -> join."""
     server.slow("/slow", SLOW_S)
     wf = make_workflow(
         user,
         {
-            "nodes": [http("start", server.url("/ok"))]
+            "nodes": [start or http("start", server.url("/ok"))]
             + [http(b, server.url(f"/slow?b={b}")) for b in BRANCHES]
             + [node("join", "MERGE", {"mode": "list"})],
             "edges": [edge("start", b) for b in BRANCHES] + [edge(b, "join") for b in BRANCHES],
@@ -58,6 +59,21 @@ def test_a_fan_out_starts_every_branch_at_once_on_fan_out_threads(process_group:
         assert _pid(rows[b]) == worker.pid
         assert rows[b].attempt == 1 and len(rows[b].attempts) == 1
     assert rows["join"].output is not None and len(rows["join"].output) == len(BRANCHES)
+
+
+def test_a_delays_wake_up_starts_every_branch_at_once_on_fan_out_threads(
+    process_group: ProcessGroup, server: LocalServer, user: Any
+) -> None:
+    # The wake-up is claimed, run and completed in one transaction (ZYRA_INSTANT_NODES), which claims
+    # the branches with it: one for the Celery thread, the others for fan-out threads held before.
+    process_group.start_worker("fanout-delay", pool="threads", concurrency=1)
+    _only(["fanout-delay"])
+    rows, arrived = _fan_run(user, server, node("start", "DELAY", {"seconds": 0.3}))
+    assert arrived[-1] - arrived[0] < SLOW_S / 2, f"the branches did not start together: {arrived}"
+    wake = rows["start"]
+    assert [a["status"] for a in wake.attempts] == ["deferred", "succeeded"]
+    for b in BRANCHES:
+        assert rows[b].started_at == wake.finished_at and rows[b].attempt == 1
 
 
 def test_without_fan_out_threads_the_branches_wait_for_the_one_thread(process_group: ProcessGroup, server: LocalServer, user: Any) -> None:
