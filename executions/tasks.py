@@ -7,17 +7,21 @@ idempotent: a duplicate or stale ``execute_node`` finds nothing to claim.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
 
 log = logging.getLogger("executions.tasks")
 
 
-@shared_task(name="executions.execute_node", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def execute_node(node_run_id: int, attempt: int) -> None:
+@shared_task(bind=True, name="executions.execute_node", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def execute_node(self: Any, node_run_id: int, attempt: int) -> None:
     from executions.executor import node_execute
+    from executions.gate import DISPATCHED, TIMER
 
-    node_execute(node_run_id=node_run_id, attempt=attempt)
+    # A countdown message (a DELAY's wake-up, a retry, a deferral) starts new work: its claim waits
+    # behind the runs already moving on this process (executions/gate.py).
+    node_execute(node_run_id=node_run_id, attempt=attempt, slot=TIMER if self.request.eta else DISPATCHED)
 
 
 @shared_task(name="executions.sweep", ignore_result=True)

@@ -62,7 +62,12 @@ ZYRA_INLINE_ANY_QUEUE = env_bool("ZYRA_INLINE_ANY_QUEUE", True)
 # many others as this worker process has fan-out threads free, and starts each at once on one of
 # them: a fan-out's branches neither wait behind the queue's backlog nor for each other. Threads per
 # worker process (thread pools only; each may hold a database connection); 0 = off.
-ZYRA_FANOUT_THREADS = env_int("ZYRA_FANOUT_THREADS", 4)
+ZYRA_FANOUT_THREADS = env_int("ZYRA_FANOUT_THREADS", 8)
+# Threads of one worker process that take an engine step (a claim; a completion with the instant nodes
+# after it) at once; handlers run outside them, so I/O still waits on every thread. A free slot goes
+# first to a node's claim, then to a completion, then to a countdown's claim (a DELAY's wake-up, a
+# retry): executions/gate.py. Per process; 0 = off.
+ZYRA_ENGINE_SLOTS = env_int("ZYRA_ENGINE_SLOTS", 2)
 # Threads of one worker process that finish nodes of the same run at the same time record their
 # results in one transaction (executions/combine.py: one lock, two round trips and one commit for
 # the batch instead of per node). PostgreSQL only; off: a transaction per completion.

@@ -1,0 +1,109 @@
+"""Engine slots: how many threads of one worker process do engine work at once, and in what order.
+
+A threads-pool worker runs many nodes at once so that nodes waiting on I/O
+(an HTTP call, a notification) do not hold up the others. But the engine's
+own steps around a node - the claim, and the completion that records the
+result, runs the instant nodes that follow and hands on - are CPU work (here
+and in PostgreSQL), and when more threads take them at once than the process
+gets CPU for, they share it: each takes ``threads x`` its own time. At 1,000
+runs waking from a DELAY at once, that put 100-600 ms between a DELAY's
+finish and its HTTP call's start.
+
+So each engine step takes a slot (``ZYRA_ENGINE_SLOTS`` per process; 0 =
+off). Handlers and the rendering before them run outside the slots, so threads
+still wait on I/O by the dozen, but only a few take engine steps at a time,
+each at full speed. A free slot goes to the waiter that matters most, not the
+first that asked:
+
+- ``DISPATCHED``: the claim of a node's message (its predecessor finished: a
+  hand-off in progress, and a short step);
+- ``FINISH``: a node's completion (a run already moving on this process);
+- ``TIMER``: the claim of a countdown message coming due - a DELAY's wake-up,
+  a retry, a deferral - which starts new work rather than finishing work in
+  progress, so under overload the backlog waits there, before a run's next
+  phase, not between its nodes.
+
+Waiters are ordered by arrival plus a lag per class (``_LAG_S``): one is served
+before any waiter of a better class that arrived more than the lag after it,
+so a timer is never starved, only held back by at most that much.
+
+A step runs its transaction inside the slot and never waits for a slot while
+holding a database lock, so slots cannot deadlock with row locks. Slots are
+per process and re-entrant per thread; the main thread (a prefork child, a
+test calling a service) never waits for one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+
+DISPATCHED, FINISH, TIMER = 0, 1, 2
+# Seconds added to a waiter's arrival, per class, to order the waiters.
+_LAG_S = {DISPATCHED: 0.0, FINISH: 0.05, TIMER: 1.0}
+
+
+class EngineSlots:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._cap = 0
+        self._free = 0
+        self._waiters: list[tuple[float, int, threading.Event]] = []
+        self._seq = itertools.count()
+        self._local = threading.local()
+
+    @contextmanager
+    def hold(self, kind: int) -> Iterator[None]:
+        """Take the step that follows in a slot (at once if this thread holds one already)."""
+        size = int(settings.ZYRA_ENGINE_SLOTS)
+        if size <= 0 or getattr(self._local, "held", False) or threading.current_thread() is threading.main_thread():
+            yield
+            return
+        self._acquire(kind, size)
+        self._local.held = True
+        try:
+            yield
+        finally:
+            self._local.held = False
+            self._release()
+
+    def _acquire(self, kind: int, size: int) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use in this process (or a forked child)
+                self._pid, self._cap, self._free, self._waiters = os.getpid(), size, size, []
+            elif size != self._cap:  # resized (settings changed): the holders give back to the new size
+                self._free, self._cap = self._free + size - self._cap, size
+                self._hand_over()
+            if self._free > 0 and not self._waiters:
+                self._free -= 1
+                return
+            granted = threading.Event()
+            heapq.heappush(self._waiters, (time.monotonic() + _LAG_S[kind], next(self._seq), granted))
+        granted.wait()  # a releasing thread hands its slot over directly: nobody barges past the order
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                self._free += 1
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        while self._free > 0 and self._waiters:
+            self._free -= 1
+            heapq.heappop(self._waiters)[2].set()
+
+    def state(self) -> tuple[int, int]:
+        """(slots free, threads waiting) in this process."""
+        with self._lock:
+            return (self._free, len(self._waiters)) if self._pid == os.getpid() else (int(settings.ZYRA_ENGINE_SLOTS), 0)
+
+
+slots = EngineSlots()
