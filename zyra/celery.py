@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "zyra.settings")
 
@@ -66,3 +66,19 @@ def _db_hygiene(**_: Any) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def _warm_up(**_: Any) -> None:
+    """Build the outbound HTTP client (its TLS context loads the CA bundle: tens of ms of CPU) before
+    the first node needs it, not in the middle of the first burst of calls. A prefork child builds its
+    own (the client holds sockets, and is per process)."""
+    import logging
+
+    from executions.resilience import safe_http
+
+    try:
+        safe_http.warm_up()
+    except Exception:  # noqa: BLE001 - a bad CA bundle, say: the first call reports it on its node
+        logging.getLogger("zyra.celery").exception("zyra.http_warm_up_failed")

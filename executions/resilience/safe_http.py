@@ -279,11 +279,13 @@ class GuardedTransport(httpx.HTTPTransport):
     """httpx's transport with the pool rebuilt on the guarded network backend; never a proxy."""
 
     def __init__(self, policy: Policy, limits: httpx.Limits, ca_bundle: str = "") -> None:
-        super().__init__(trust_env=False, limits=limits)
         ssl_context = httpx.create_ssl_context(trust_env=False)
         if ca_bundle:
             # Extra trust anchors (an internal CA) on top of the public ones; never "verify=False".
             ssl_context.load_verify_locations(cafile=ca_bundle)
+        # The same context for httpx's own pool (replaced below): building a context loads the CA
+        # bundle, tens of milliseconds of CPU, and a second one was thrown away unused.
+        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
@@ -356,6 +358,11 @@ def _validate_url(url: str, policy: Policy) -> tuple[str, str]:
     except SSRFBlocked as exc:
         raise _ssrf_error(exc) from None
     return scheme, host
+
+
+def warm_up() -> None:
+    """Build this process's pooled client now (a worker at start) rather than in its first call."""
+    _client(current_policy())
 
 
 def precheck(url: str) -> None:
