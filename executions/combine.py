@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Generic, TypeVar
 
 from django.db import InterfaceError, OperationalError
@@ -63,11 +64,14 @@ def submit(
     item: C,
     batch: Callable[[Sequence[C]], list[O]],
     one: Callable[[C], O],
+    guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> O:
     """Apply ``item`` with whatever else is queued for ``key``; return its outcome (or raise its error).
 
     ``batch(items)`` applies several in one transaction and returns their
     outcomes in order; ``one(item)`` applies one alone (the fallback).
+    ``guard()``: what the leader holds while it applies a batch (an engine slot,
+    executions/gate.py); the threads it applies for wait without one.
     """
     request: _Request[C, O] = _Request(item)
     with _lock:
@@ -82,12 +86,14 @@ def submit(
             if request.error is not None:
                 raise request.error
             return request.outcome  # type: ignore[return-value]
-    # This thread leads: its own request is first in the queue.
-    with _lock:
-        taken = slot.pending[:MAX_BATCH]
-        del slot.pending[:MAX_BATCH]
     try:
-        _apply(taken, batch, one)
+        with guard():
+            # This thread leads: its own request is first in the queue (and what queued while it
+            # waited for the guard goes in the same batch).
+            with _lock:
+                taken = slot.pending[:MAX_BATCH]
+                del slot.pending[:MAX_BATCH]
+            _apply(taken, batch, one)
     finally:
         with _lock:
             successor = slot.pending[0] if slot.pending else None

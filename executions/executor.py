@@ -25,7 +25,7 @@ from executions import fastsql, services
 from executions.engine import templates
 from executions.engine.graph import Graph
 from executions.engine.routing import Outcome, edge_active
-from executions.gate import DISPATCHED, FINISH, slots
+from executions.gate import DISPATCHED, slots
 from executions.models import NodeStatus, Run
 from executions.nodes.base import Defer, NodeContext, NodeError, handlers
 from workflows.registry import QueueName, node_types
@@ -223,8 +223,7 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
     budget = settings.ZYRA_INLINE_HANDOFFS if inline_budget is None else inline_budget
     plan = _InstantPlan(budget)
     try:
-        with slots.hold(slot):
-            held, claim = _db_retry("claim", partial(services.node_claim_or_run, node_run_id=node_run_id, attempt=attempt, plan=plan))
+        held, claim = _db_retry("claim", partial(_claim, slot, node_run_id=node_run_id, attempt=attempt, plan=plan))
     except BaseException:
         fanout.release(plan.spare)
         raise
@@ -238,6 +237,12 @@ def node_execute(*, node_run_id: int, attempt: int, inline_budget: int | None = 
             fanout.start(other, budget)
     run_chain(claim, budget)
     return True
+
+
+def _claim(slot: int, **kwargs: Any) -> tuple[bool, services.Claim | None]:
+    """A claim (with an instant node's run and completion) in an engine slot; retries wait outside it."""
+    with slots.hold(slot):
+        return services.node_claim_or_run(**kwargs)
 
 
 class _InstantPlan:
@@ -277,21 +282,20 @@ def run_chain(claim: services.Claim | None, budget: int) -> None:
             successors = claim.graph.successor_ids(nr.node_id)
             spare = _reserve_branches(successors, budget)
             # The lease stays renewed until the result is recorded (or given up on).
-            with slots.hold(FINISH):
-                _, claim = _db_retry(
-                    "complete",
-                    partial(
-                        services.node_complete_and_claim,
-                        node_run_id=node_run_id,
-                        attempt=attempt,
-                        result=result,
-                        evaluate=evaluate,
-                        claim_queues=claim_queues(nr.queue, claim.graph) if budget > 0 else (),
-                        successors=successors,
-                        run_id=claim.run.id,
-                        spare=spare,
-                    ),
-                )
+            _, claim = _db_retry(
+                "complete",
+                partial(
+                    services.node_complete_and_claim,
+                    node_run_id=node_run_id,
+                    attempt=attempt,
+                    result=result,
+                    evaluate=evaluate,
+                    claim_queues=claim_queues(nr.queue, claim.graph) if budget > 0 else (),
+                    successors=successors,
+                    run_id=claim.run.id,
+                    spare=spare,
+                ),
+            )
             extra = claim.extra if claim is not None else []
         finally:
             heartbeat.untrack(node_run_id, attempt)

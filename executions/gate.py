@@ -27,6 +27,11 @@ Waiters are ordered by arrival plus a lag per class (``_LAG_S``): one is served
 before any waiter of a better class that arrived more than the lag after it,
 so a timer is never starved, only held back by at most that much.
 
+Completions of one run that threads of this process record together
+(executions/combine.py) take one slot: the thread that records the batch holds
+it, those it records for wait without one. A step that retries after a
+database error waits between tries outside its slot.
+
 A step runs its transaction inside the slot and never waits for a slot while
 holding a database lock, so slots cannot deadlock with row locks. Slots are
 per process and re-entrant per thread; the main thread (a prefork child, a

@@ -783,12 +783,18 @@ def node_complete_and_claim(
     run by several threads of this process are recorded together, in one
     transaction (``executions.combine``; ZYRA_COMBINE_COMPLETIONS, PostgreSQL).
     """
+    from executions.gate import FINISH, slots
+
     item = Completion(node_run_id, attempt, result, evaluate, tuple(claim_queues), tuple(successors), spare)
     if run_id is not None and settings.ZYRA_COMBINE_COMPLETIONS and fastsql.combinable():
         from executions import combine
 
-        return combine.submit(run_id, item, partial(_complete_batch, run_id), partial(_complete_one, run_id=run_id))
-    return _complete_one(item)
+        # Only the thread that records the batch takes an engine slot; those it records for wait without.
+        return combine.submit(
+            run_id, item, partial(_complete_batch, run_id), partial(_complete_one, run_id=run_id), guard=partial(slots.hold, FINISH)
+        )
+    with slots.hold(FINISH):
+        return _complete_one(item)
 
 
 def _complete_one(item: Completion, run_id: Any = None) -> tuple[bool, Claim | None]:

@@ -156,7 +156,8 @@ def test_slots_are_reentrant_resizable_and_never_taken_on_the_main_thread(settin
     second = threading.Thread(target=second_body)
     second.start()
     first.join(5)
-    assert served == ["nested", "first"]
+    # Served while the holder still holds its slot: the resize gave the waiter a slot of its own.
+    assert served[:2] == ["nested", "first"]
     holder.release()
     second.join(5)
     assert served == ["nested", "first", "second"] and slots.state() == (2, 0)

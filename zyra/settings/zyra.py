@@ -66,8 +66,10 @@ ZYRA_FANOUT_THREADS = env_int("ZYRA_FANOUT_THREADS", 8)
 # Threads of one worker process that take an engine step (a claim; a completion with the instant nodes
 # after it) at once; handlers run outside them, so I/O still waits on every thread. A free slot goes
 # first to a node's claim, then to a completion, then to a countdown's claim (a DELAY's wake-up, a
-# retry): executions/gate.py. Per process; 0 = off.
-ZYRA_ENGINE_SLOTS = env_int("ZYRA_ENGINE_SLOTS", 2)
+# retry): executions/gate.py. Per process; 0 = off. One: a process runs Python on one core at a time
+# (the GIL) and waits on PostgreSQL in every step; 2 gave ~10% more runs/s at overload on a 2-core box
+# shared with PostgreSQL, and twice the hand-off tail (docs/operations.md §2).
+ZYRA_ENGINE_SLOTS = env_int("ZYRA_ENGINE_SLOTS", 1)
 # Threads of one worker process that finish nodes of the same run at the same time record their
 # results in one transaction (executions/combine.py: one lock, two round trips and one commit for
 # the batch instead of per node). PostgreSQL only; off: a transaction per completion.

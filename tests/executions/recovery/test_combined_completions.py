@@ -340,3 +340,51 @@ def test_the_waiting_node_a_freed_slot_goes_to_is_read_with_the_lock(rec_broker:
     assert NodeRun.objects.get(id=rows["m4"].id).status == "queued"
     assert Run.objects.get(id=run.id).ready_waiting == 0
     _seqs_contiguous(run)
+
+
+def test_with_one_engine_slot_the_completions_waiting_for_it_are_recorded_in_one_batch(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the thread that records a batch takes an engine slot (executions/gate.py); the completions
+    # it records for queue behind it without one. Were each to take a slot first, one slot would make
+    # every completion wait for it alone, and they would go one transaction each.
+    from executions.gate import slots
+    from tests.executions.test_engine_slots import _Holder
+
+    settings.ZYRA_ENGINE_SLOTS = 1
+    branches = ["a", "b", "c", "d"]
+    run, rows = _fan(user, branches)
+    batches: list[int] = []
+    real_batch = services._complete_batch
+
+    def counting(run_id: Any, items: Sequence[services.Completion]) -> list[tuple[bool, services.Claim | None]]:
+        batches.append(len(items))
+        return real_batch(run_id, items)
+
+    monkeypatch.setattr(services, "_complete_batch", counting)
+    errors: list[BaseException] = []
+
+    def complete(b: str) -> None:
+        try:
+            services.node_complete_and_claim(
+                node_run_id=rows[b].id, attempt=1, result=services.Result(kind="success", output=b), successors=("join",), run_id=run.id
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    holder = _Holder(slots)  # another step of this process holds the only slot
+    threads = [threading.Thread(target=complete, args=(b,)) for b in branches]
+    for t in threads:
+        t.start()
+    _until(lambda: combine.queued(run.id) == 4)  # the leader waits for the slot, the others behind it
+    assert slots.state() == (0, 1)  # one thread waits for the slot: the leader
+    holder.release()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    assert batches == [4]
+    join = NodeRun.objects.get(id=rows["join"].id)
+    assert (join.status, join.pending_deps) == ("queued", 0)
+    _seqs_contiguous(run)

@@ -127,7 +127,7 @@ def test_a_delay_with_a_bad_duration_fails_in_the_starting_transaction(
     }
     run = services.run_start(workflow=make_workflow(user, d), inputs={"pause": "soon"}, user=user)
     rows = {nr.node_id: nr for nr in NodeRun.objects.filter(run=run)}
-    assert rows["wait"].status == "failed" and rows["wait"].error["code"] == "validation"
+    assert rows["wait"].status == "failed" and rows["wait"].error is not None and rows["wait"].error["code"] == "validation"
     assert rows["a"].status in ("skipped", "cancelled")
     assert Run.objects.get(id=run.id).status == "failed"
     assert _sent(rec_broker) == set()

@@ -139,7 +139,7 @@ def test_a_failing_instant_node_fails_in_the_completion_and_the_run_fails(
     rec_broker._client().flushall()
     _finish_http(rows["fetch"], {})
     rows = _rows(run)
-    assert rows["div"].status == "failed" and rows["div"].error["code"] == "validation"
+    assert rows["div"].status == "failed" and rows["div"].error is not None and rows["div"].error["code"] == "validation"
     assert rows["after"].status in ("skipped", "cancelled")
     assert Run.objects.get(id=run.id).status == "failed"
     assert _sent(rec_broker) == Counter()
@@ -199,6 +199,7 @@ def test_a_delays_wake_up_is_claimed_run_and_completed_in_one_transaction(
     wait = rows["wait"]
     assert wait.status == "deferred"
     rec_broker._client().flushall()
+    assert wait.next_attempt_at is not None
     time.sleep(max(0.0, (wait.next_attempt_at - timezone.now()).total_seconds()))
     asked: list[str] = []
 
@@ -273,7 +274,7 @@ def test_an_instant_nodes_templates_share_one_render_budget(
     run, rows = _start(user, nodes, [edge("start", "fetch"), edge("fetch", "calc")])
     _finish_http(rows["fetch"], {})
     calc = _rows(run)["calc"]
-    assert calc.status == "failed" and calc.error["code"] == "template", calc.error
+    assert calc.status == "failed" and calc.error is not None and calc.error["code"] == "template", calc.error
     assert "took longer than 0.3 s in all" in calc.error["message"]
     assert Run.objects.get(id=run.id).status == "failed"
 
@@ -293,5 +294,6 @@ def test_an_instant_nodes_times_are_its_own(rec_broker: RedisServer, no_foreign_
     rows = _rows(run)
     calc, fetch, after = rows["calc"], rows["fetch"], rows["after"]
     assert calc.status == "succeeded" and calc.output == {"result": 2}
+    assert fetch.finished_at and calc.started_at and calc.finished_at and after.dispatched_at
     assert fetch.finished_at <= calc.started_at < calc.finished_at <= after.dispatched_at
-    assert calc.duration_ms >= 5, calc.duration_ms
+    assert calc.duration_ms is not None and calc.duration_ms >= 5, calc.duration_ms
