@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
+import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
@@ -171,3 +172,38 @@ def test_prefork_worker_recycles_children_and_enforces_time_limits(process_group
     later = app.control.inspect(destination=[name], timeout=2.0).stats()[name]["pool"]["processes"]
     workers = set(NodeRun.objects.filter(run__workflow=wf).values_list("worker", flat=True))
     assert later and later != first_children, (first_children, later, workers)
+
+
+def test_the_body_cap_runs_on_the_event_loop_under_asgi(db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ASGI (Django's AsyncClient drives the real ASGI handler) the cap answers in both shapes and
+    checks each request on the event loop's thread: a sync-only middleware first in the chain cost two
+    thread hops more per request (to a thread for it, back to the loop for the rest of the chain)."""
+    import asyncio
+    import threading
+
+    from django.test import AsyncClient
+
+    from zyra import middleware
+
+    threads: list[threading.Thread] = []
+    real = middleware._refusal
+
+    def spy(request: Any) -> Any:
+        threads.append(threading.current_thread())
+        return real(request)
+
+    monkeypatch.setattr(middleware, "_refusal", spy)
+
+    async def requests() -> tuple[Any, Any, Any, threading.Thread]:
+        client = AsyncClient()
+        big = await client.post("/api/workflows/", "x" * 20_000, content_type="application/json")
+        bad = await client.post("/api/workflows/", "{}", content_type="application/json", CONTENT_LENGTH="lots")
+        ok = await client.get("/api/no-such-endpoint/")
+        return big, bad, ok, threading.current_thread()
+
+    with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=10_000):
+        big, bad, ok, loop_thread = asyncio.run(requests())
+    assert _error(big, 413)["code"] == "body_too_large"
+    assert _error(bad, 400)["code"] == "invalid_content_length"
+    assert ok.status_code == 404  # under the cap: passed on to the rest of the chain
+    assert threads == [loop_thread] * 3

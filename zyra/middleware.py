@@ -14,12 +14,37 @@ Webhook deliveries (``/hooks/``) are exempt: each endpoint has its own cap
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 EXEMPT_PREFIXES = ("/hooks/",)
+
+
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    """The answer to a request whose declared body is too large or malformed (None: let it through)."""
+    cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if cap is None or request.path.startswith(EXEMPT_PREFIXES):
+        return None
+    raw = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        declared = int(raw)
+    except ValueError:
+        message = "Content-Length is not a number."
+        return JsonResponse(
+            {
+                "error": {
+                    "code": "invalid_content_length",
+                    "message": message,
+                    "details": [{"path": "", "code": "invalid_content_length", "message": message}],
+                }
+            },
+            status=400,
+        )
+    return _too_large(cap) if declared > cap else None
 
 
 def _too_large(cap: int) -> JsonResponse:
@@ -31,30 +56,28 @@ def _too_large(cap: int) -> JsonResponse:
 
 
 class RequestSizeLimitMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    """Sync and async: under ASGI every other middleware in the chain is async-capable, and a sync-only
+    one here made each request hop to a thread for it, back to the event loop for the rest of the
+    chain, and to a thread again for the view (two hops more per request: about a tenth of the API's
+    CPU per run start)."""
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if cap is not None and not request.path.startswith(EXEMPT_PREFIXES):
-            raw = request.META.get("CONTENT_LENGTH") or "0"
-            try:
-                declared = int(raw)
-            except ValueError:
-                message = "Content-Length is not a number."
-                return JsonResponse(
-                    {
-                        "error": {
-                            "code": "invalid_content_length",
-                            "message": message,
-                            "details": [{"path": "", "code": "invalid_content_length", "message": message}],
-                        }
-                    },
-                    status=400,
-                )
-            if declared > cap:
-                return _too_large(cap)
-        return self.get_response(request)
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        refused = _refusal(request)
+        return refused if refused is not None else self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        refused = _refusal(request)
+        return refused if refused is not None else await self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, RequestDataTooBig):
