@@ -43,6 +43,9 @@ ZYRA_BREAKER_SLOW_CALL_RATE = env_float("ZYRA_BREAKER_SLOW_CALL_RATE", 1.0)
 # Store the outcomes of calls made while CLOSED from a per-process writer thread,
 # batched, off the call's critical path (see executions.resilience.breaker._WriteBehind).
 ZYRA_BREAKER_WRITE_BEHIND = env_bool("ZYRA_BREAKER_WRITE_BEHIND", True)
+# How long (ms) the writer lets successes queue up to fold them into one write; a failure, a slow
+# call or a flush writes at once. 0: write whatever has queued as soon as the writer wakes.
+ZYRA_BREAKER_WRITE_WINDOW_MS = env_int("ZYRA_BREAKER_WRITE_WINDOW_MS", 200)
 # Breaker storage statements give up after this (ms) instead of hanging a worker.
 ZYRA_BREAKER_DB_TIMEOUT_MS = env_int("ZYRA_BREAKER_DB_TIMEOUT_MS", 2000)
 

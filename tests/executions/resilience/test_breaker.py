@@ -373,3 +373,31 @@ def test_write_behind_stores_every_outcome_and_opens_off_the_call_path(transacti
     assert r.state == CircuitState.OPEN and r.total_calls == 20 and r.total_failures == 10
     with pytest.raises(Defer):
         outbound.request(None, "GET", server.url("/ok"))
+
+
+def test_write_behind_folds_successes_for_a_window_and_writes_at_once_on_a_failure(transactional_db: Any, server: LocalServer) -> None:
+    """Successes wait up to ZYRA_BREAKER_WRITE_WINDOW_MS to be folded into one write (one service's
+    calls all update one row); a failure writes what has queued at once, so the counts it is judged on
+    hold every success before it."""
+    key = outbound.service_key(server.base)
+    server.responses("/ok", [(200, {"ok": True})])
+    server.responses("/down", [(503, {"error": "down"})])
+    with override_settings(ZYRA_BREAKER_WRITE_WINDOW_MS=3000):
+        for _ in range(5):
+            assert outbound.request(None, "GET", server.url("/ok")).status == 200
+        time.sleep(0.5)
+        # Still folding: with no window, the five would be stored by now.
+        assert not CircuitBreaker.objects.filter(key=key, total_calls__gt=0).exists()
+        start = time.monotonic()
+        assert outbound.request(None, "GET", server.url("/down")).status == 503
+        wait_until(lambda: CircuitBreaker.objects.filter(key=key, total_calls=6).exists(), timeout=2.0)
+        assert time.monotonic() - start < 2.0  # well inside the 3 s window: the failure did not wait for it
+        r = row(key)
+        assert (r.total_calls, r.total_failures, r.state) == (6, 1, CircuitState.CLOSED)
+        # A flush does not wait for the window either.
+        for _ in range(3):
+            outbound.request(None, "GET", server.url("/ok"))
+        start = time.monotonic()
+        assert breaker_flush(10)
+        assert time.monotonic() - start < 1.0
+        assert row(key).total_calls == 9
