@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from executions import services
 from executions.models import Run, RunStatus
-from executions.serializers import RunDetailSerializer, RunStartSerializer, RunSummarySerializer
+from executions.serializers import RunDetailSerializer, RunStartSerializer, RunSummarySerializer, run_summary
 from workflows.models import Workflow
 from zyra.errors import ErrorDetail, NotFound, ZyraError
 
@@ -60,7 +60,7 @@ class WorkflowRunsView(APIView):
             idempotency_key=ser.validated_data.get("idempotency_key"),
             priority=9,
         )
-        return Response(RunSummarySerializer(run).data, status=status.HTTP_202_ACCEPTED)
+        return Response(run_summary(run), status=status.HTTP_202_ACCEPTED)
 
 
 class RunListView(ListAPIView):
@@ -118,4 +118,4 @@ class RunActionView(APIView):
         else:
             run = services.run_retry(run=run)
         run = Run.objects.select_related("version").get(id=run.id)
-        return Response(RunSummarySerializer(run).data, status=status.HTTP_200_OK)
+        return Response(run_summary(run), status=status.HTTP_200_OK)

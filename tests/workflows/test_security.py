@@ -85,6 +85,46 @@ def test_bad_token_is_401(alices_workflow: str) -> None:
     assert resp.json()["error"]["code"] == "authentication_failed"
 
 
+@pytest.mark.parametrize(
+    "key",
+    ["not-a-real-token", "' OR '1'='1", "x" * 5000, "тест-🔑", "abc%00def", "a\x00b"],
+    ids=["unknown", "sql", "huge", "unicode", "percent", "nul"],
+)
+def test_hostile_tokens_are_401_in_the_error_shape(alices_workflow: str, key: str) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    resp = client.get(f"/api/workflows/{alices_workflow}/")
+    assert resp.status_code == 401, resp.content
+    assert resp.json()["error"]["code"] == "authentication_failed"
+
+
+def test_a_token_authenticates_its_user_and_an_inactive_users_token_is_refused(user: Any, alices_workflow: str) -> None:
+    """The token lookup (zyra/auth.py: one fixed statement instead of DRF's ORM query) answers as DRF does."""
+    from rest_framework.authtoken.models import Token
+
+    from zyra.auth import FastTokenAuthentication, token_user
+
+    token = Token.objects.get(user=user)
+    found = token_user(token.key)
+    assert found is not None
+    got_user, got_token = found
+    assert (got_user.pk, got_user.username, got_user.is_active, got_user.is_staff) == (user.pk, user.username, True, user.is_staff)
+    assert (got_token.key, got_token.user_id, got_token.created) == (token.key, user.pk, token.created)
+    assert got_token.user is got_user
+    assert token_user(token.key.upper()) is None and token_user("") is None
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert client.get(f"/api/workflows/{alices_workflow}/").status_code == 200
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    resp = client.get(f"/api/workflows/{alices_workflow}/")
+    assert resp.status_code == 401
+    assert resp.json()["error"]["message"] == "User inactive or deleted."
+    from django.conf import settings
+
+    assert settings.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"][0] == f"{FastTokenAuthentication.__module__}.FastTokenAuthentication"
+
+
 def test_session_auth_works_for_the_owner(user: Any, alices_workflow: str) -> None:
     client = APIClient()
     client.force_login(user)
