@@ -122,7 +122,8 @@ def test_a_token_authenticates_its_user_and_an_inactive_users_token_is_refused(u
     assert resp.json()["error"]["message"] == "User inactive or deleted."
     from django.conf import settings
 
-    assert settings.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"][0] == f"{FastTokenAuthentication.__module__}.FastTokenAuthentication"
+    classes: list[str] = settings.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]  # type: ignore[index]
+    assert classes[0] == f"{FastTokenAuthentication.__module__}.FastTokenAuthentication"
 
 
 def test_session_auth_works_for_the_owner(user: Any, alices_workflow: str) -> None:
