@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from rest_framework.test import APIClient
@@ -122,7 +122,7 @@ def test_a_token_authenticates_its_user_and_an_inactive_users_token_is_refused(u
     assert resp.json()["error"]["message"] == "User inactive or deleted."
     from django.conf import settings
 
-    classes: list[str] = settings.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]  # type: ignore[index]
+    classes = cast(list[str], settings.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"])
     assert classes[0] == f"{FastTokenAuthentication.__module__}.FastTokenAuthentication"
 
 
