@@ -33,7 +33,12 @@ it, those it records for wait without one. A step that retries after a
 database error waits between tries outside its slot.
 
 A step runs its transaction inside the slot and never waits for a slot while
-holding a database lock, so slots cannot deadlock with row locks. Slots are
+holding a database lock, so slots cannot deadlock with row locks. But a step
+can wait inside its slot - on another transaction's row lock, a slow
+statement - and the steps of every other run in the process would wait
+behind it: when every holder has held its slot for ZYRA_ENGINE_SLOT_STALL_MS,
+a waiter goes ahead beside them (the process then has one step more in
+flight than slots, as it would have had without them, until they finish). Slots are
 per process and re-entrant per thread; the main thread (a prefork child, a
 test calling a service) never waits for one.
 """
@@ -55,13 +60,26 @@ DISPATCHED, FINISH, TIMER = 0, 1, 2
 _LAG_S = {DISPATCHED: 0.0, FINISH: 0.05, TIMER: 1.0}
 
 
+class _Waiter:
+    __slots__ = ("gone", "granted", "key")
+
+    def __init__(self, key: tuple[float, int]) -> None:
+        self.key = key
+        self.granted = threading.Event()
+        self.gone = False  # it stopped waiting (a stall let it through): skipped when met in the heap
+
+    def __lt__(self, other: _Waiter) -> bool:
+        return self.key < other.key
+
+
 class EngineSlots:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid = 0
         self._cap = 0
         self._free = 0
-        self._waiters: list[tuple[float, int, threading.Event]] = []
+        self._waiters: list[_Waiter] = []
+        self._holders: dict[int, float] = {}  # thread ident -> when it took its slot
         self._seq = itertools.count()
         self._local = threading.local()
 
@@ -81,34 +99,58 @@ class EngineSlots:
             self._release()
 
     def _acquire(self, kind: int, size: int) -> None:
+        me = threading.get_ident()
         with self._lock:
             if self._pid != os.getpid():  # first use in this process (or a forked child)
-                self._pid, self._cap, self._free, self._waiters = os.getpid(), size, size, []
+                self._pid, self._cap, self._free, self._waiters, self._holders = os.getpid(), size, size, [], {}
             elif size != self._cap:  # resized (settings changed): the holders give back to the new size
                 self._free, self._cap = self._free + size - self._cap, size
                 self._hand_over()
             if self._free > 0 and not self._waiters:
                 self._free -= 1
+                self._holders[me] = time.monotonic()
                 return
-            granted = threading.Event()
-            heapq.heappush(self._waiters, (time.monotonic() + _LAG_S[kind], next(self._seq), granted))
-        granted.wait()  # a releasing thread hands its slot over directly: nobody barges past the order
+            waiter = _Waiter((time.monotonic() + _LAG_S[kind], next(self._seq)))
+            heapq.heappush(self._waiters, waiter)
+        stall = max(0.0, float(settings.ZYRA_ENGINE_SLOT_STALL_MS)) / 1000.0
+        # A releasing thread hands its slot over directly: nobody barges past the order.
+        while not waiter.granted.wait(stall if stall > 0 else None):
+            with self._lock:
+                if waiter.granted.is_set():
+                    break
+                now = time.monotonic()
+                if self._holders and all(now - t >= stall for t in self._holders.values()):
+                    # Every holder has held its slot past the stall limit (a step waiting on a row
+                    # lock, a slow statement): this step goes ahead beside them rather than queue
+                    # behind them, as it would without slots. Its slot is owed back on release.
+                    waiter.gone = True
+                    self._free -= 1
+                    self._holders[me] = now
+                    return
+        with self._lock:
+            self._holders[me] = time.monotonic()
 
     def _release(self) -> None:
         with self._lock:
             if self._pid == os.getpid():
+                self._holders.pop(threading.get_ident(), None)
                 self._free += 1
                 self._hand_over()
 
     def _hand_over(self) -> None:
         while self._free > 0 and self._waiters:
+            waiter = heapq.heappop(self._waiters)
+            if waiter.gone:
+                continue
             self._free -= 1
-            heapq.heappop(self._waiters)[2].set()
+            waiter.granted.set()
 
     def state(self) -> tuple[int, int]:
         """(slots free, threads waiting) in this process."""
         with self._lock:
-            return (self._free, len(self._waiters)) if self._pid == os.getpid() else (int(settings.ZYRA_ENGINE_SLOTS), 0)
+            if self._pid != os.getpid():
+                return int(settings.ZYRA_ENGINE_SLOTS), 0
+            return self._free, sum(1 for w in self._waiters if not w.gone)
 
 
 slots = EngineSlots()

@@ -71,6 +71,7 @@ def _waiter(slots: EngineSlots, kind: int, name: str, served: list[str]) -> thre
 
 def test_a_free_slot_goes_to_a_hand_off_then_a_completion_then_a_countdown(settings: Any) -> None:
     settings.ZYRA_ENGINE_SLOTS = 1
+    settings.ZYRA_ENGINE_SLOT_STALL_MS = 0  # the order itself, however slow this box is
     slots = EngineSlots()
     holder = _Holder(slots)
     served: list[str] = []
@@ -89,6 +90,7 @@ def test_a_free_slot_goes_to_a_hand_off_then_a_completion_then_a_countdown(setti
 
 def test_a_countdown_that_waited_past_its_lag_goes_first(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     settings.ZYRA_ENGINE_SLOTS = 1
+    settings.ZYRA_ENGINE_SLOT_STALL_MS = 0
     monkeypatch.setitem(gate._LAG_S, TIMER, 0.05)
     slots = EngineSlots()
     holder = _Holder(slots)
@@ -105,6 +107,7 @@ def test_a_countdown_that_waited_past_its_lag_goes_first(settings: Any, monkeypa
 @pytest.mark.parametrize("size", [0, 1, 3])
 def test_never_more_holders_than_slots_and_none_with_slots_off(settings: Any, size: int) -> None:
     settings.ZYRA_ENGINE_SLOTS = size
+    settings.ZYRA_ENGINE_SLOT_STALL_MS = 0
     slots = EngineSlots()
     lock = threading.Lock()
     now, peak = [0], [0]
@@ -129,6 +132,7 @@ def test_never_more_holders_than_slots_and_none_with_slots_off(settings: Any, si
 
 def test_slots_are_reentrant_resizable_and_never_taken_on_the_main_thread(settings: Any) -> None:
     settings.ZYRA_ENGINE_SLOTS = 1
+    settings.ZYRA_ENGINE_SLOT_STALL_MS = 0
     slots = EngineSlots()
     with slots.hold(DISPATCHED):  # the main thread (a prefork child, a test calling a service): no slot
         assert slots.state() == (1, 0)
@@ -163,11 +167,40 @@ def test_slots_are_reentrant_resizable_and_never_taken_on_the_main_thread(settin
     assert served == ["nested", "first", "second"] and slots.state() == (2, 0)
 
 
+@pytest.mark.parametrize("stall_ms", [200, 0])
+def test_a_step_stuck_in_its_slot_lets_the_next_go_ahead_after_the_stall_limit(settings: Any, stall_ms: int) -> None:
+    """A step waiting inside its slot (another transaction's row lock, a slow statement) holds the
+    process's other runs back for at most ZYRA_ENGINE_SLOT_STALL_MS; 0: they wait as long as it does."""
+    settings.ZYRA_ENGINE_SLOTS = 1
+    settings.ZYRA_ENGINE_SLOT_STALL_MS = stall_ms
+    slots = EngineSlots()
+    holder = _Holder(slots)  # stuck until released
+    served: list[str] = []
+    started = time.monotonic()
+
+    def body() -> None:
+        with slots.hold(DISPATCHED):
+            served.append(f"{time.monotonic() - started:.3f}")
+
+    waiter = threading.Thread(target=body)
+    waiter.start()
+    waiter.join(1.0)
+    if stall_ms:
+        assert len(served) == 1 and 0.19 <= float(served[0]) < 1.0, served  # went ahead while the holder was stuck
+    else:
+        assert served == []  # still waiting
+    holder.release()
+    waiter.join(5)
+    assert len(served) == 1
+    assert slots.state() == (1, 0)  # the slot the stalled step went ahead with was given back
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("countdown", [True, False])
 def test_a_countdown_messages_claim_waits_behind_a_hand_off(settings: Any, countdown: bool) -> None:
     """``execute_node`` takes its claim's slot as TIMER when its message had a countdown (``eta``)."""
     settings.ZYRA_ENGINE_SLOTS = 1
+    settings.ZYRA_ENGINE_SLOT_STALL_MS = 0
     slots = gate.slots
     holder = _Holder(slots)
     order: list[str] = []

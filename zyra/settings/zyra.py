@@ -70,6 +70,9 @@ ZYRA_FANOUT_THREADS = env_int("ZYRA_FANOUT_THREADS", 8)
 # (the GIL) and waits on PostgreSQL in every step; 2 gave ~10% more runs/s at overload on a 2-core box
 # shared with PostgreSQL, and twice the hand-off tail (docs/operations.md §2).
 ZYRA_ENGINE_SLOTS = env_int("ZYRA_ENGINE_SLOTS", 1)
+# A step that has held its slot this long (ms) - waiting on a row lock, a slow statement - no longer
+# holds the others back: the next waiter goes ahead beside it. 0: wait for the slot, however long.
+ZYRA_ENGINE_SLOT_STALL_MS = env_int("ZYRA_ENGINE_SLOT_STALL_MS", 250)
 # Threads of one worker process that finish nodes of the same run at the same time record their
 # results in one transaction (executions/combine.py: one lock, two round trips and one commit for
 # the batch instead of per node). PostgreSQL only; off: a transaction per completion.

@@ -352,6 +352,7 @@ def test_with_one_engine_slot_the_completions_waiting_for_it_are_recorded_in_one
     from tests.executions.test_engine_slots import _Holder
 
     settings.ZYRA_ENGINE_SLOTS = 1
+    settings.ZYRA_ENGINE_SLOT_STALL_MS = 0  # the holder below holds as long as it takes
     branches = ["a", "b", "c", "d"]
     run, rows = _fan(user, branches)
     batches: list[int] = []
