@@ -113,20 +113,30 @@ class EngineSlots:
             waiter = _Waiter((time.monotonic() + _LAG_S[kind], next(self._seq)))
             heapq.heappush(self._waiters, waiter)
         stall = max(0.0, float(settings.ZYRA_ENGINE_SLOT_STALL_MS)) / 1000.0
-        # A releasing thread hands its slot over directly: nobody barges past the order.
-        while not waiter.granted.wait(stall if stall > 0 else None):
+        try:
+            # A releasing thread hands its slot over directly: nobody barges past the order.
+            while not waiter.granted.wait(stall if stall > 0 else None):
+                with self._lock:
+                    if waiter.granted.is_set():
+                        break
+                    now = time.monotonic()
+                    if self._holders and all(now - t >= stall for t in self._holders.values()):
+                        # Every holder has held its slot past the stall limit (a step waiting on a row
+                        # lock, a slow statement): this step goes ahead beside them rather than queue
+                        # behind them, as it would without slots. Its slot is owed back on release.
+                        waiter.gone = True
+                        self._free -= 1
+                        self._holders[me] = now
+                        return
+        except BaseException:
+            # Interrupted while waiting: leave no waiter behind to be handed a slot nobody would
+            # give back, and give back one handed over meanwhile.
             with self._lock:
+                waiter.gone = True
                 if waiter.granted.is_set():
-                    break
-                now = time.monotonic()
-                if self._holders and all(now - t >= stall for t in self._holders.values()):
-                    # Every holder has held its slot past the stall limit (a step waiting on a row
-                    # lock, a slow statement): this step goes ahead beside them rather than queue
-                    # behind them, as it would without slots. Its slot is owed back on release.
-                    waiter.gone = True
-                    self._free -= 1
-                    self._holders[me] = now
-                    return
+                    self._free += 1
+                    self._hand_over()
+            raise
         with self._lock:
             self._holders[me] = time.monotonic()
 

@@ -234,3 +234,51 @@ def test_with_one_slot_slow_branches_still_call_out_together(process_group: Proc
     assert arrived[-1] - arrived[0] < SLOW_S / 2, f"the branches did not call out together: {arrived}"
     assert all(rows[b].status == "succeeded" for b in BRANCHES)
     assert rows["join"].status == "succeeded"
+
+
+def test_a_waiter_interrupted_while_it_waits_leaves_no_slot_behind(settings: Any) -> None:
+    """An exception raised in a waiting thread (an asynchronous one, as a time limit raises): the slot
+    handed to it meanwhile goes back, and it is not handed another later."""
+    import ctypes
+
+    settings.ZYRA_ENGINE_SLOTS = 1
+    settings.ZYRA_ENGINE_SLOT_STALL_MS = 0
+    slots = EngineSlots()
+    holder = _Holder(slots)
+    raised: list[BaseException] = []
+
+    class Interrupted(Exception):
+        pass
+
+    def body() -> None:
+        try:
+            with slots.hold(DISPATCHED):
+                raised.append(AssertionError("the interrupted step ran"))
+        except Interrupted as exc:
+            raised.append(exc)
+
+    t = threading.Thread(target=body)
+    t.start()
+    _until(lambda: slots.state()[1] == 1)
+    assert t.ident is not None
+    # Pending until the thread next runs Python: when the holder hands it the slot.
+    assert ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident), ctypes.py_object(Interrupted)) == 1
+    holder.release()
+    t.join(5)
+    assert len(raised) == 1 and isinstance(raised[0], Interrupted)
+    assert slots.state() == (1, 0)
+    served: list[str] = []
+    after = _take_once(slots, served)
+    assert served == ["after"], "the slot was lost with the interrupted waiter"
+    after.join(5)
+
+
+def _take_once(slots: EngineSlots, served: list[str]) -> threading.Thread:
+    def body() -> None:
+        with slots.hold(DISPATCHED):
+            served.append("after")
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(2)
+    return t
