@@ -86,6 +86,7 @@ def submit(
             if request.error is not None:
                 raise request.error
             return request.outcome  # type: ignore[return-value]
+    taken: list[_Request[Any, Any]] | None = None
     try:
         with guard():
             # This thread leads: its own request is first in the queue (and what queued while it
@@ -94,6 +95,14 @@ def submit(
                 taken = slot.pending[:MAX_BATCH]
                 del slot.pending[:MAX_BATCH]
             _apply(taken, batch, one)
+    except BaseException:
+        if taken is None:
+            # The guard failed before this thread took its batch: its own request leaves the queue,
+            # and the lead passes to what is left (below), not to a request nobody waits on.
+            with _lock:
+                if request in slot.pending:
+                    slot.pending.remove(request)
+        raise
     finally:
         with _lock:
             successor = slot.pending[0] if slot.pending else None

@@ -124,21 +124,23 @@ class EngineSlots:
                         # Every holder has held its slot past the stall limit (a step waiting on a row
                         # lock, a slow statement): this step goes ahead beside them rather than queue
                         # behind them, as it would without slots. Its slot is owed back on release.
-                        waiter.gone = True
                         self._free -= 1
                         self._holders[me] = now
+                        waiter.gone = True
                         return
-        except BaseException:
-            # Interrupted while waiting: leave no waiter behind to be handed a slot nobody would
-            # give back, and give back one handed over meanwhile.
             with self._lock:
+                self._holders[me] = time.monotonic()
+        except BaseException:
+            # Interrupted while waiting (or just after): leave no waiter behind to be handed a slot
+            # nobody would give back, and give back the one it holds, if any.
+            with self._lock:
+                owns = waiter.granted.is_set() or me in self._holders
                 waiter.gone = True
-                if waiter.granted.is_set():
+                if owns:
+                    self._holders.pop(me, None)
                     self._free += 1
                     self._hand_over()
             raise
-        with self._lock:
-            self._holders[me] = time.monotonic()
 
     def _release(self) -> None:
         with self._lock:

@@ -314,6 +314,52 @@ def test_a_database_error_reaches_every_caller_of_the_batch() -> None:
     assert isinstance(out[2], OperationalError) and isinstance(out[3], OperationalError)  # each retries its own
 
 
+def test_a_leader_whose_guard_fails_hands_the_lead_to_the_next_in_line() -> None:
+    """The batch leader's guard (its engine slot) raises before it takes its batch: the completion
+    queued behind it is still recorded, and later ones for the same run are not left waiting."""
+    entered, go = threading.Event(), threading.Event()
+
+    class FailingGuard:
+        def __enter__(self) -> None:
+            entered.set()
+            go.wait(5)
+            raise RuntimeError("interrupted while waiting for a slot")
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    def batch(items: Sequence[int]) -> list[int]:
+        return [i * 10 for i in items]
+
+    def one(item: int) -> int:
+        return item * 10
+
+    results: dict[str, Any] = {}
+
+    def leader() -> None:
+        try:
+            results["leader"] = combine.submit("k-guard", 1, batch, one, guard=FailingGuard)
+        except RuntimeError as exc:
+            results["leader"] = exc
+
+    def follower() -> None:
+        results["follower"] = combine.submit("k-guard", 2, batch, one)
+
+    first = threading.Thread(target=leader)
+    first.start()
+    assert entered.wait(5)
+    second = threading.Thread(target=follower)
+    second.start()
+    _until(lambda: combine.queued("k-guard") == 2)
+    go.set()
+    first.join(5)
+    second.join(5)
+    assert isinstance(results["leader"], RuntimeError)
+    assert results["follower"] == 20  # led its own batch once the failed leader stepped aside
+    assert combine.queued("k-guard") is None
+    assert combine.submit("k-guard", 3, batch, one) == 30  # nothing left wedged
+
+
 def test_the_waiting_node_a_freed_slot_goes_to_is_read_with_the_lock(rec_broker: RedisServer, no_foreign_sweeper: None, user: Any) -> None:
     from django.test.utils import CaptureQueriesContext
 
