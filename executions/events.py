@@ -85,6 +85,11 @@ class RunTx:
         self.parked: tuple[list[Any], bool] | None = None  # parked nodes read with the lock, likewise
         self.reached: set[str] = set()  # instant nodes whose reach has been read (services._prefetch_instant_reach)
 
+    def held(self, node_id: str) -> Any:
+        """The row of ``node_id`` this transaction holds: changed by it (not in the database yet), else
+        read with its lock; None if neither."""
+        return self.by_node.get(node_id) or self.prefetched.get(node_id)
+
     def touch(self, *rows: Any) -> None:
         for row in rows:
             self.dirty[row.pk] = row

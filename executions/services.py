@@ -449,17 +449,14 @@ class _Held(Mapping[str, tuple[str, Any]]):
     def __init__(self, tx: RunTx) -> None:
         self._tx = tx
 
-    def _row(self, node_id: str) -> Any:
-        return self._tx.by_node.get(node_id) or self._tx.prefetched.get(node_id)
-
     def __getitem__(self, node_id: str) -> tuple[str, Any]:
-        row = self._row(node_id)
+        row = self._tx.held(node_id)
         if row is None:
             raise KeyError(node_id)
         return row.status, row.output
 
     def __contains__(self, node_id: object) -> bool:
-        return isinstance(node_id, str) and self._row(node_id) is not None
+        return isinstance(node_id, str) and self._tx.held(node_id) is not None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tx.by_node.keys() | self._tx.prefetched.keys())
@@ -1069,7 +1066,7 @@ def _finalize(tx: RunTx) -> None:
     sinks = graph.sinks()
     # The sinks this transaction holds are read from memory (changed or read with the lock); the others
     # from the database, after the changed rows are saved (a read must see them).
-    held = {nid: tx.by_node.get(nid) or tx.prefetched.get(nid) for nid in sinks}
+    held = {nid: tx.held(nid) for nid in sinks}
     outputs = {nid: row.output for nid, row in held.items() if row is not None and row.status == NodeStatus.SUCCEEDED}
     others = [nid for nid, row in held.items() if row is None]
     if others:

@@ -10,6 +10,7 @@ deleted.") are DRF's own.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -45,6 +46,7 @@ def _statement() -> tuple[str, list[str], list[str]]:
     return _SQL
 
 
+@functools.cache
 def _key_max() -> int:
     return int(Token._meta.get_field("key").max_length or 0) or 2**31
 

@@ -582,35 +582,32 @@ def _urgent(item: object) -> bool:
     return not isinstance(item, _Pending) or item.failed or item.slow
 
 
+def _drain(q: queue.SimpleQueue[Any], batch: list[Any]) -> None:
+    """Add to ``batch`` what is queued now, up to 1,000 items in all."""
+    while len(batch) < 1000:
+        try:
+            batch.append(q.get_nowait())
+        except queue.Empty:
+            return
+
+
 def _gather(q: queue.SimpleQueue[Any], first: Any) -> list[Any]:
     """``first`` and what queues behind it: everything already queued, and successes for up to
     ZYRA_BREAKER_WRITE_WINDOW_MS more, unless a failure, a slow call or a flush arrives (then what has
     queued is written at once, so the counts a failure is judged on hold every success before it)."""
     batch = [first]
-    while len(batch) < 1000:
-        try:
-            batch.append(q.get_nowait())
-        except queue.Empty:
-            break
+    _drain(q, batch)
     window = float(settings.ZYRA_BREAKER_WRITE_WINDOW_MS) / 1000.0
     if window <= 0 or any(_urgent(b) for b in batch):
         return batch
     deadline = time.monotonic() + window
-    while len(batch) < 1000:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
+    while len(batch) < 1000 and (remaining := deadline - time.monotonic()) > 0:
         try:
-            item = q.get(timeout=remaining)
+            batch.append(q.get(timeout=remaining))
         except queue.Empty:
             break
-        batch.append(item)
-        if _urgent(item):
-            while len(batch) < 1000:
-                try:
-                    batch.append(q.get_nowait())
-                except queue.Empty:
-                    break
+        if _urgent(batch[-1]):
+            _drain(q, batch)
             break
     return batch
 

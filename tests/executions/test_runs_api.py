@@ -114,3 +114,30 @@ def test_archived_workflow_cannot_start(api: Any, wf: Any) -> None:
     assert api.delete(f"/api/workflows/{wf.id}/").status_code == 204
     assert _error(api.post(f"/api/workflows/{wf.id}/runs/", {}, format="json"), 409)["code"] == "workflow_archived"
     assert Run.objects.count() == 0
+
+
+def test_start_and_action_answer_with_the_run_summary(api: Any, user: Any) -> None:
+    """The one summary serializer per process (executions.serializers.run_summary) answers exactly as a
+    fresh RunSummarySerializer would, for a start and then for an action on the same run."""
+    import json
+
+    from rest_framework.renderers import JSONRenderer
+
+    from executions.serializers import RunSummarySerializer
+
+    def fresh(run_id: str) -> Any:
+        run = Run.objects.select_related("version").get(id=run_id)
+        return json.loads(JSONRenderer().render(RunSummarySerializer(run).data))
+
+    waits = make_workflow(
+        user, {"nodes": [node("start", "MANUAL"), node("later", "DELAY", {"seconds": 60})], "edges": [edge("start", "later")]}
+    )
+    started = api.post(f"/api/workflows/{waits.id}/runs/", {"inputs": {"a": 1}, "idempotency_key": "k-1"}, format="json")
+    assert started.status_code == 202, started.content
+    body = started.json()
+    assert body == fresh(body["id"])
+    assert (body["status"], body["progress"], body["version"], body["idempotency_key"]) == ("running", {"done": 1, "total": 2}, 1, "k-1")
+    cancelled = api.post(f"/api/runs/{body['id']}/cancel/")
+    assert cancelled.status_code == 200
+    assert cancelled.json() == fresh(body["id"])
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["finished_at"] is not None

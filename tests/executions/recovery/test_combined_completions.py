@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -167,11 +167,8 @@ def test_a_slot_freed_later_in_the_batch_goes_to_a_node_made_ready_earlier_in_it
     assert (r.in_flight, r.ready_waiting) == (2, 0)
 
 
-def test_threads_completing_one_run_while_its_lock_is_held_are_recorded_in_one_batch(
-    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    branches = ["a", "b", "c", "d"]
-    run, rows = _fan(user, branches)
+def _count_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every batch ``_complete_batch`` records from now on (it still records them)."""
     batches: list[int] = []
     real_batch = services._complete_batch
 
@@ -180,22 +177,34 @@ def test_threads_completing_one_run_while_its_lock_is_held_are_recorded_in_one_b
         return real_batch(run_id, items)
 
     monkeypatch.setattr(services, "_complete_batch", counting)
-    results: dict[str, tuple[bool, Any]] = {}
-    errors: list[BaseException] = []
+    return batches
+
+
+def _completer(run: Run, rows: dict[str, NodeRun], results: dict[str, Any], errors: list[BaseException]) -> Callable[[str], None]:
+    """A thread body completing branch ``b`` of ``_fan``'s run (its outcome in ``results``, errors in ``errors``)."""
 
     def complete(b: str) -> None:
         try:
             results[b] = services.node_complete_and_claim(
-                node_run_id=rows[b].id,
-                attempt=1,
-                result=services.Result(kind="success", output=b),
-                successors=("join",),
-                run_id=run.id,
+                node_run_id=rows[b].id, attempt=1, result=services.Result(kind="success", output=b), successors=("join",), run_id=run.id
             )
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
         finally:
             connection.close()
+
+    return complete
+
+
+def test_threads_completing_one_run_while_its_lock_is_held_are_recorded_in_one_batch(
+    rec_broker: RedisServer, no_foreign_sweeper: None, user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    branches = ["a", "b", "c", "d"]
+    run, rows = _fan(user, branches)
+    batches = _count_batches(monkeypatch)
+    results: dict[str, tuple[bool, Any]] = {}
+    errors: list[BaseException] = []
+    complete = _completer(run, rows, results, errors)
 
     holder = second_connection()
     holder.execute('SELECT 1 FROM "executions_run" WHERE "id" = %s FOR UPDATE', [run.id])
@@ -401,25 +410,9 @@ def test_with_one_engine_slot_the_completions_waiting_for_it_are_recorded_in_one
     settings.ZYRA_ENGINE_SLOT_STALL_MS = 0  # the holder below holds as long as it takes
     branches = ["a", "b", "c", "d"]
     run, rows = _fan(user, branches)
-    batches: list[int] = []
-    real_batch = services._complete_batch
-
-    def counting(run_id: Any, items: Sequence[services.Completion]) -> list[tuple[bool, services.Claim | None]]:
-        batches.append(len(items))
-        return real_batch(run_id, items)
-
-    monkeypatch.setattr(services, "_complete_batch", counting)
+    batches = _count_batches(monkeypatch)
     errors: list[BaseException] = []
-
-    def complete(b: str) -> None:
-        try:
-            services.node_complete_and_claim(
-                node_run_id=rows[b].id, attempt=1, result=services.Result(kind="success", output=b), successors=("join",), run_id=run.id
-            )
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+    complete = _completer(run, rows, {}, errors)
 
     holder = _Holder(slots)  # another step of this process holds the only slot
     threads = [threading.Thread(target=complete, args=(b,)) for b in branches]
